@@ -1,0 +1,254 @@
+"""Safe decoding of untrusted image bytes.
+
+Order matters: size in bytes, then the format and dimensions read from the header by this module's own
+parsers, then a structural completeness check, and only then the full decode. OpenCV's own guard stops
+at 2^30 pixels (a 389 kB PNG can expand to gigabytes), so the pixel limit is applied from the header,
+before any pixel is decoded, and OpenCV's limit is lowered to the same value as a second line.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from facegate.errors import (
+    CorruptImageError,
+    EmptyImageError,
+    ImageTooLargeError,
+    NotAnImageError,
+    TooManyPixelsError,
+    TruncatedImageError,
+    UnsupportedFormatError,
+)
+
+MAX_BYTES: Final = 15 * 1024 * 1024
+MAX_PIXELS: Final = 40_000_000
+
+# OpenCV reads this once, when the codec is first used; set it before cv2 is imported anywhere.
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+
+import cv2  # noqa: E402
+
+BgrImage = npt.NDArray[np.uint8]
+
+
+class ImageFormat(StrEnum):
+    JPEG = "jpeg"
+    PNG = "png"
+    WEBP = "webp"
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    format: ImageFormat
+    width: int
+    height: int
+    has_alpha: bool
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+# Signatures of formats we recognise but refuse, so the error can say what the file is.
+_OTHER_SIGNATURES: Final = (
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    (b"8BPS", "Photoshop"),
+    (b"%PDF", "PDF"),
+    (b"\x00\x00\x01\x00", "ICO"),
+)
+_HEIF_BRANDS: Final = (b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis")
+
+_PNG_SIG: Final = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers carry the dimensions (C4 DHT, C8 JPG, CC DAC are not frames).
+_SOF_MARKERS: Final = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def read_header(data: bytes) -> ImageHeader:
+    """Identify the format and read the dimensions without decoding pixels.
+
+    Raises
+    ------
+    EmptyImageError, NotAnImageError, UnsupportedFormatError, TruncatedImageError, CorruptImageError
+    """
+    if not data:
+        raise EmptyImageError("the image is empty (0 bytes)")
+    if data.startswith(b"\xff\xd8\xff"):
+        return _jpeg_header(data)
+    if data.startswith(_PNG_SIG):
+        return _png_header(data)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _webp_header(data)
+    for signature, name in _OTHER_SIGNATURES:
+        if data.startswith(signature):
+            raise UnsupportedFormatError(f"{name} images are not accepted; send JPEG, PNG or WebP")
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        raise UnsupportedFormatError("HEIF/AVIF images are not accepted; send JPEG, PNG or WebP")
+    if len(data) < 8 and (b"\xff\xd8".startswith(data[:2]) or _PNG_SIG.startswith(data) or b"RIFF".startswith(data[:4])):
+        raise TruncatedImageError(f"the image is truncated ({len(data)} bytes)")
+    raise NotAnImageError("the bytes are not an image (no JPEG, PNG or WebP signature)")
+
+
+def _jpeg_header(data: bytes) -> ImageHeader:
+    pos = 2
+    size = len(data)
+    while True:
+        # Skip fill bytes before a marker.
+        while pos < size and data[pos] == 0xFF:
+            pos += 1
+        if pos >= size:
+            raise TruncatedImageError("the JPEG ends before its frame header")
+        marker = data[pos]
+        pos += 1
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            continue
+        if marker in (0xD9, 0xDA):
+            raise CorruptImageError("the JPEG has no frame header before its image data")
+        if pos + 2 > size:
+            raise TruncatedImageError("the JPEG ends inside a segment header")
+        (length,) = struct.unpack(">H", data[pos : pos + 2])
+        if length < 2:
+            raise CorruptImageError("the JPEG has a segment with an invalid length")
+        if marker in _SOF_MARKERS:
+            if pos + 7 > size:
+                raise TruncatedImageError("the JPEG ends inside its frame header")
+            height, width = struct.unpack(">HH", data[pos + 3 : pos + 7])
+            if width == 0 or height == 0:
+                raise CorruptImageError(f"the JPEG declares an empty size {width}x{height}")
+            return ImageHeader(ImageFormat.JPEG, width, height, has_alpha=False)
+        pos += length
+
+
+def _png_header(data: bytes) -> ImageHeader:
+    if len(data) < 33:
+        raise TruncatedImageError("the PNG ends before its IHDR chunk")
+    length, ctype = struct.unpack(">I4s", data[8:16])
+    if ctype != b"IHDR" or length != 13:
+        raise CorruptImageError("the PNG does not start with a valid IHDR chunk")
+    width, height, _depth, colour = struct.unpack(">IIBB", data[16:26])
+    if width == 0 or height == 0:
+        raise CorruptImageError(f"the PNG declares an empty size {width}x{height}")
+    has_alpha = colour in (4, 6) or b"tRNS" in data[33 : min(len(data), 1 << 16)]
+    return ImageHeader(ImageFormat.PNG, width, height, has_alpha=has_alpha)
+
+
+def _webp_header(data: bytes) -> ImageHeader:
+    if len(data) < 30:
+        raise TruncatedImageError("the WebP ends before its first chunk")
+    chunk = data[12:16]
+    body = data[20:]
+    if chunk == b"VP8 ":
+        if body[3:6] != b"\x9d\x01\x2a":
+            raise CorruptImageError("the WebP lossy frame has no start code")
+        width, height = struct.unpack("<HH", body[6:10])
+        width &= 0x3FFF
+        height &= 0x3FFF
+        has_alpha = False
+    elif chunk == b"VP8L":
+        if body[0] != 0x2F:
+            raise CorruptImageError("the WebP lossless stream has no signature")
+        bits = int.from_bytes(body[1:5], "little")
+        width = (bits & 0x3FFF) + 1
+        height = ((bits >> 14) & 0x3FFF) + 1
+        has_alpha = bool((bits >> 28) & 1)
+    elif chunk == b"VP8X":
+        flags = body[0]
+        if flags & 0x02:
+            raise UnsupportedFormatError("animated WebP is a stream of frames, not a still image")
+        width = int.from_bytes(body[4:7], "little") + 1
+        height = int.from_bytes(body[7:10], "little") + 1
+        has_alpha = bool(flags & 0x10)
+    else:
+        raise CorruptImageError(f"unknown WebP chunk {chunk!r}")
+    if width == 0 or height == 0:
+        raise CorruptImageError(f"the WebP declares an empty size {width}x{height}")
+    return ImageHeader(ImageFormat.WEBP, width, height, has_alpha=has_alpha)
+
+
+def _check_complete(data: bytes, header: ImageHeader) -> None:
+    """Refuse files cut short. Decoders fill a truncated JPEG with grey and succeed, silently."""
+    if header.format is ImageFormat.JPEG:
+        # Trailing bytes after EOI are common (camera padding), so look near the end, not at it.
+        if b"\xff\xd9" not in data[-4096:]:
+            raise TruncatedImageError("the JPEG is truncated (no end-of-image marker)")
+    elif header.format is ImageFormat.PNG:
+        if b"IEND" not in data[-64:]:
+            raise TruncatedImageError("the PNG is truncated (no IEND chunk)")
+    else:
+        (riff_size,) = struct.unpack("<I", data[4:8])
+        if len(data) < riff_size + 8:
+            raise TruncatedImageError(
+                f"the WebP is truncated ({len(data)} of {riff_size + 8} declared bytes)"
+            )
+
+
+def decode_image(data: bytes, *, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> BgrImage:
+    """Decode untrusted bytes to an 8-bit BGR image (H×W×3), upright per EXIF orientation.
+
+    Grayscale is replicated to three channels; 16-bit samples are scaled to 8 bits; CMYK JPEGs are
+    converted; transparent pixels are composited onto white so a transparent background cannot hide or
+    invent a face.
+
+    Raises
+    ------
+    ImageTooLargeError
+        More than ``max_bytes`` bytes (checked before anything else).
+    TooManyPixelsError
+        The header declares more than ``max_pixels`` pixels (checked before decoding).
+    EmptyImageError, NotAnImageError, UnsupportedFormatError, TruncatedImageError, CorruptImageError
+    """
+    if len(data) > max_bytes:
+        raise ImageTooLargeError(
+            f"the image is {len(data):,} bytes; the limit is {max_bytes:,} bytes"
+        )
+    header = read_header(data)
+    if header.pixels > max_pixels:
+        raise TooManyPixelsError(
+            f"the image declares {header.width}x{header.height} = {header.pixels:,} pixels; "
+            f"the limit is {max_pixels:,}"
+        )
+    _check_complete(data, header)
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    if header.has_alpha:
+        image = _decode_with_alpha(buffer)
+    else:
+        # IMREAD_COLOR applies EXIF orientation and converts gray, 16-bit and CMYK to 8-bit BGR.
+        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        raise CorruptImageError(f"the {header.format.value.upper()} data could not be decoded")
+    if {image.shape[0], image.shape[1]} != {header.width, header.height}:
+        raise CorruptImageError(
+            f"decoded size {image.shape[1]}x{image.shape[0]} differs from the header's "
+            f"{header.width}x{header.height}"
+        )
+    return np.ascontiguousarray(image, dtype=np.uint8)
+
+
+def _decode_with_alpha(buffer: npt.NDArray[np.uint8]) -> BgrImage | None:
+    raw = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        return None
+    if raw.dtype == np.uint16:
+        raw = (raw >> 8).astype(np.uint8)
+    if raw.ndim == 2:
+        return cv2.cvtColor(raw, cv2.COLOR_GRAY2BGR)  # type: ignore[no-any-return]
+    if raw.shape[2] == 2:  # gray + alpha
+        gray, alpha = raw[..., 0], raw[..., 1]
+        raw = np.dstack([gray, gray, gray, alpha])
+    if raw.shape[2] == 3:
+        return raw  # type: ignore[no-any-return]
+    colour = raw[..., :3].astype(np.float32)
+    alpha = raw[..., 3:4].astype(np.float32) / 255.0
+    composite = colour * alpha + 255.0 * (1.0 - alpha)
+    return np.clip(composite + 0.5, 0, 255).astype(np.uint8)
