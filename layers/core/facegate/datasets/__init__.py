@@ -114,7 +114,10 @@ def dlib_face_boxes(root: Path | None = None) -> list[LabelledImage]:
             ]
             out.append(
                 LabelledImage(
-                    base / str(image.get("file")), int(image.get("width", 0)), int(image.get("height", 0)), boxes
+                    base / str(image.get("file")),
+                    int(image.get("width", 0)),
+                    int(image.get("height", 0)),
+                    boxes,
                 )
             )
     return out

@@ -44,6 +44,7 @@ from facegate.models import (
     ModelSpec,
     default_model_dir,
 )
+from facegate.vision.decode import BgrImage
 
 EMBEDDING_MIN_COSINE: Final = 0.99999
 OUTPUT_ATOL: Final = 1e-4
@@ -132,8 +133,9 @@ def rewrite_sface(model: Any) -> Any:
         new_nodes += [
             helper.make_node("Conv", [x, neg_w.name], [f"{base}__neg"], group=channels, kernel_shape=[1, 1]),
             helper.make_node("Relu", [f"{base}__neg"], [f"{base}__relu"]),
-            helper.make_node("Conv", [f"{base}__relu", mix_w.name], [f"{base}__mix"], group=channels,
-                             kernel_shape=[1, 1]),
+            helper.make_node(
+                "Conv", [f"{base}__relu", mix_w.name], [f"{base}__mix"], group=channels, kernel_shape=[1, 1]
+            ),
             helper.make_node("Add", [x, f"{base}__mix"], [base]),
         ]
         rewritten += 1
@@ -167,7 +169,7 @@ class VerificationReport:
         return dict(self.__dict__)
 
 
-def _verification_images() -> list[np.ndarray]:  # type: ignore[type-arg]
+def _verification_images() -> list[BgrImage]:
     from facegate import datasets
     from facegate.vision.decode import decode_image
 
@@ -177,7 +179,7 @@ def _verification_images() -> list[np.ndarray]:  # type: ignore[type-arg]
     return images
 
 
-def verify_models(original: dict[str, Path], built: dict[str, Path], images: Sequence[np.ndarray]) -> VerificationReport:  # type: ignore[type-arg]
+def verify_models(original: dict[str, Path], built: dict[str, Path], images: Sequence[BgrImage]) -> VerificationReport:
     """Compare rewritten models with the originals; raise :class:`ModelBuildError` on any difference."""
     from facegate.vision.align import align_face
     from facegate.vision.decode import cv2
@@ -214,7 +216,8 @@ def verify_models(original: dict[str, Path], built: dict[str, Path], images: Seq
         max_out = max(max_out, max(float(np.abs(ref[k] - new[k]).max()) for k in names))
         # 2. at native size, boxes must equal OpenCV's FaceDetectorYN on the same (padded) image.
         padded = pad_to_stride(image)
-        ours = nms(decode_outputs(det_new.forward(to_blob([padded])), 0, *padded.shape[:2], DEFAULT_SCORE_THRESHOLD))
+        ph, pw = padded.shape[:2]
+        ours = nms(decode_outputs(det_new.forward(to_blob([padded])), 0, ph, pw, DEFAULT_SCORE_THRESHOLD))
         cv_det.setInputSize((padded.shape[1], padded.shape[0]))
         _, theirs = cv_det.detect(padded)
         theirs = np.zeros((0, 15), np.float32) if theirs is None else theirs

@@ -49,6 +49,5 @@ def similarity_transform(src: npt.ArrayLike, dst: npt.ArrayLike = TEMPLATE) -> M
 def align_face(image: BgrImage, landmarks: npt.ArrayLike) -> BgrImage:
     """Warp the face with these 5 landmarks onto the 112×112 template (BGR in, BGR out)."""
     matrix = similarity_transform(landmarks)
-    return cv2.warpAffine(  # type: ignore[no-any-return]
-        image, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
-    )
+    crop = cv2.warpAffine(image, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return np.asarray(crop, dtype=np.uint8)

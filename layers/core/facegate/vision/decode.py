@@ -33,7 +33,7 @@ MAX_PIXELS: Final = 40_000_000
 # OpenCV reads this once, when the codec is first used; set it before cv2 is imported anywhere.
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 
-import cv2  # noqa: E402
+import cv2 as cv2  # noqa: E402  (re-exported: every facegate module imports cv2 from here)
 
 BgrImage = npt.NDArray[np.uint8]
 
@@ -95,7 +95,9 @@ def read_header(data: bytes) -> ImageHeader:
             raise UnsupportedFormatError(f"{name} images are not accepted; send JPEG, PNG or WebP")
     if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
         raise UnsupportedFormatError("HEIF/AVIF images are not accepted; send JPEG, PNG or WebP")
-    if len(data) < 8 and (b"\xff\xd8".startswith(data[:2]) or _PNG_SIG.startswith(data) or b"RIFF".startswith(data[:4])):
+    if len(data) < 8 and (
+        b"\xff\xd8".startswith(data[:2]) or _PNG_SIG.startswith(data) or b"RIFF".startswith(data[:4])
+    ):
         raise TruncatedImageError(f"the image is truncated ({len(data)} bytes)")
     raise NotAnImageError("the bytes are not an image (no JPEG, PNG or WebP signature)")
 
@@ -188,9 +190,7 @@ def _check_complete(data: bytes, header: ImageHeader) -> None:
     else:
         (riff_size,) = struct.unpack("<I", data[4:8])
         if len(data) < riff_size + 8:
-            raise TruncatedImageError(
-                f"the WebP is truncated ({len(data)} of {riff_size + 8} declared bytes)"
-            )
+            raise TruncatedImageError(f"the WebP is truncated ({len(data)} of {riff_size + 8} declared bytes)")
 
 
 def decode_image(data: bytes, *, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> BgrImage:
@@ -209,28 +209,21 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_BYTES, max_pixels: int = M
     EmptyImageError, NotAnImageError, UnsupportedFormatError, TruncatedImageError, CorruptImageError
     """
     if len(data) > max_bytes:
-        raise ImageTooLargeError(
-            f"the image is {len(data):,} bytes; the limit is {max_bytes:,} bytes"
-        )
+        raise ImageTooLargeError(f"the image is {len(data):,} bytes; the limit is {max_bytes:,} bytes")
     header = read_header(data)
     if header.pixels > max_pixels:
         raise TooManyPixelsError(
-            f"the image declares {header.width}x{header.height} = {header.pixels:,} pixels; "
-            f"the limit is {max_pixels:,}"
+            f"the image declares {header.width}x{header.height} = {header.pixels:,} pixels; the limit is {max_pixels:,}"
         )
     _check_complete(data, header)
     buffer = np.frombuffer(data, dtype=np.uint8)
-    if header.has_alpha:
-        image = _decode_with_alpha(buffer)
-    else:
-        # IMREAD_COLOR applies EXIF orientation and converts gray, 16-bit and CMYK to 8-bit BGR.
-        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    # IMREAD_COLOR applies EXIF orientation and converts gray, 16-bit and CMYK to 8-bit BGR.
+    image = _decode_with_alpha(buffer) if header.has_alpha else cv2.imdecode(buffer, cv2.IMREAD_COLOR)
     if image is None or image.size == 0:
         raise CorruptImageError(f"the {header.format.value.upper()} data could not be decoded")
     if {image.shape[0], image.shape[1]} != {header.width, header.height}:
         raise CorruptImageError(
-            f"decoded size {image.shape[1]}x{image.shape[0]} differs from the header's "
-            f"{header.width}x{header.height}"
+            f"decoded size {image.shape[1]}x{image.shape[0]} differs from the header's {header.width}x{header.height}"
         )
     return np.ascontiguousarray(image, dtype=np.uint8)
 
@@ -240,15 +233,15 @@ def _decode_with_alpha(buffer: npt.NDArray[np.uint8]) -> BgrImage | None:
     if raw is None:
         return None
     if raw.dtype == np.uint16:
-        raw = (raw >> 8).astype(np.uint8)
+        raw = (raw // 256).astype(np.uint8)
     if raw.ndim == 2:
-        return cv2.cvtColor(raw, cv2.COLOR_GRAY2BGR)  # type: ignore[no-any-return]
+        return np.asarray(cv2.cvtColor(raw, cv2.COLOR_GRAY2BGR), dtype=np.uint8)
     if raw.shape[2] == 2:  # gray + alpha
         gray, alpha = raw[..., 0], raw[..., 1]
         raw = np.dstack([gray, gray, gray, alpha])
     if raw.shape[2] == 3:
-        return raw  # type: ignore[no-any-return]
+        return np.asarray(raw, dtype=np.uint8)
     colour = raw[..., :3].astype(np.float32)
     alpha = raw[..., 3:4].astype(np.float32) / 255.0
     composite = colour * alpha + 255.0 * (1.0 - alpha)
-    return np.clip(composite + 0.5, 0, 255).astype(np.uint8)
+    return np.asarray(np.clip(composite + 0.5, 0, 255), dtype=np.uint8)

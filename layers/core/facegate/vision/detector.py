@@ -70,9 +70,7 @@ class Detections:
 
     @classmethod
     def empty(cls) -> Detections:
-        return cls(
-            np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32), np.zeros((0,), np.float32)
-        )
+        return cls(np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32), np.zeros((0,), np.float32))
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -124,7 +122,8 @@ def pad_to_stride(image: BgrImage, multiple: int = 32) -> BgrImage:
     ph, pw = -h % multiple, -w % multiple
     if ph == 0 and pw == 0:
         return image
-    return cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(0, 0, 0))  # type: ignore[no-any-return]
+    padded = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    return np.asarray(padded, dtype=np.uint8)
 
 
 def to_blob(images: Sequence[BgrImage]) -> FloatArray:
@@ -133,9 +132,7 @@ def to_blob(images: Sequence[BgrImage]) -> FloatArray:
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
 
 
-def decode_outputs(
-    outputs: dict[str, FloatArray], index: int, height: int, width: int, threshold: float
-) -> Detections:
+def decode_outputs(outputs: dict[str, FloatArray], index: int, height: int, width: int, threshold: float) -> Detections:
     """Turn raw YuNet outputs of batch item ``index`` (padded input ``height`` x ``width``) into faces."""
     boxes, landmarks, scores = [], [], []
     for stride in STRIDES:
@@ -256,7 +253,7 @@ class YuNetDetector:
                 scaled = image
                 if p.scale != 1.0:
                     size = (max(1, round(w * p.scale)), max(1, round(h * p.scale)))
-                    scaled = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+                    scaled = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
                 # The rounded size, not p.scale, maps coordinates back exactly.
                 back = np.array([w / scaled.shape[1], h / scaled.shape[0]], dtype=np.float32)
                 padded = pad_to_stride(scaled)

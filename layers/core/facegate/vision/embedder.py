@@ -40,9 +40,7 @@ class Embedding:
     def cosine(self, other: Embedding) -> float:
         """Cosine similarity; refuses to compare templates from different model versions."""
         if other.model_version != self.model_version:
-            raise EmbeddingMismatchError(
-                f"cannot compare {self.model_version} with {other.model_version} templates"
-            )
+            raise EmbeddingMismatchError(f"cannot compare {self.model_version} with {other.model_version} templates")
         return float(np.dot(self.vector, other.vector))
 
     def to_bytes(self) -> bytes:
@@ -58,7 +56,7 @@ class Embedding:
 
 def l2_normalise(x: FloatArray) -> FloatArray:
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+    return np.asarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 class SFaceEmbedder:

@@ -58,9 +58,7 @@ class FacePipeline:
 
     def analyse_image(self, image: BgrImage) -> FaceAnalysis:
         detections = self.detector.detect(image)
-        return FaceAnalysis(
-            image.shape[1], image.shape[0], list(detections), self.embed_detections(image, detections)
-        )
+        return FaceAnalysis(image.shape[1], image.shape[0], list(detections), self.embed_detections(image, detections))
 
     def analyse(self, data: bytes) -> FaceAnalysis:
         """Decode untrusted bytes (typed errors on bad input), then detect and embed every face."""

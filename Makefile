@@ -1,0 +1,42 @@
+# Two commands on a fresh machine:  `make demo`  (the pipeline on the embedded default data)
+#                                   `make test`  (the whole test suite)
+# Both set up what they need first: a virtualenv, the verified models and the registry test data.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup demo test lint typecheck bench-speed bench-accuracy clean
+
+$(BIN)/facegate: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/facegate
+	$(BIN)/facegate models build
+	$(BIN)/facegate data fetch
+
+demo: setup
+	$(BIN)/facegate demo
+
+# pytest exits 5 when it collects no test: that means a broken checkout, never a pass.
+test: setup
+	@$(BIN)/python -m pytest tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+lint: $(BIN)/facegate
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/facegate
+	$(BIN)/mypy
+
+bench-speed: setup
+	$(BIN)/python -m benchmarks.speed
+
+bench-accuracy: setup
+	$(BIN)/python -m benchmarks.accuracy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

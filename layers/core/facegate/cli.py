@@ -1,0 +1,113 @@
+"""``facegate`` command line: build models, fetch test data, inspect images, run the local demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from facegate.errors import FacegateError
+
+OPERATING_THRESHOLD = 0.363
+
+
+def _models_build(args: argparse.Namespace) -> int:
+    from facegate.models.build import main as build_main
+
+    return build_main((["--out", str(args.out)] if args.out else []) + (["--force"] if args.force else []))
+
+
+def _data_fetch(_: argparse.Namespace) -> int:
+    from facegate import datasets
+
+    for name, path in datasets.fetch_all().items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from facegate.vision import FacePipeline
+
+    pipeline = FacePipeline.from_store()
+    analysis = pipeline.analyse(Path(args.image).read_bytes())
+    faces = [
+        {
+            "box": [round(v, 1) for v in f.box],
+            "score": round(f.score, 3),
+            "size_px": round(f.size, 1),
+            "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in f.landmarks],
+        }
+        for f in analysis.faces
+    ]
+    print(json.dumps({"width": analysis.width, "height": analysis.height, "faces": faces}, indent=2))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from facegate.vision import FacePipeline
+
+    pipeline = FacePipeline.from_store()
+    embeddings = []
+    for image in (args.image_a, args.image_b):
+        analysis = pipeline.analyse(Path(image).read_bytes())
+        if len(analysis) != 1:
+            print(f"{image}: {len(analysis)} faces found; verification needs exactly one", file=sys.stderr)
+            return 2
+        embeddings.append(analysis.embeddings[0])
+    score = embeddings[0].cosine(embeddings[1])
+    verdict = "same person" if score >= args.threshold else "different people"
+    print(json.dumps({"cosine": round(score, 4), "threshold": args.threshold, "decision": verdict}))
+    return 0
+
+
+def _demo(_: argparse.Namespace) -> int:
+    from facegate.demo import run_vision_demo
+
+    return run_vision_demo()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facegate", description="facegate: bounded, consented face recognition")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    models = sub.add_parser("models", help="the ONNX models").add_subparsers(dest="action", required=True)
+    build = models.add_parser("build", help="fetch, verify, rewrite and check the models")
+    build.add_argument("--out", type=Path)
+    build.add_argument("--force", action="store_true")
+    build.set_defaults(func=_models_build)
+
+    data = sub.add_parser("data", help="registry test data").add_subparsers(dest="action", required=True)
+    data.add_parser("fetch", help="fetch and verify the test images").set_defaults(func=_data_fetch)
+
+    detect = sub.add_parser("detect", help="detect faces in one image (JSON out)")
+    detect.add_argument("image")
+    detect.set_defaults(func=_detect)
+
+    verify = sub.add_parser("verify", help="1:1 verification of two single-face images")
+    verify.add_argument("image_a")
+    verify.add_argument("image_b")
+    verify.add_argument("--threshold", type=float, default=OPERATING_THRESHOLD)
+    verify.set_defaults(func=_verify)
+
+    sub.add_parser("demo", help="run the pipeline on the embedded default data").set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    start = time.perf_counter()
+    try:
+        code: int = args.func(args)
+    except FacegateError as exc:
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2
+    if args.command == "demo":
+        print(f"done in {time.perf_counter() - start:.1f} s")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
