@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
@@ -33,7 +33,11 @@ MAX_PIXELS: Final = 40_000_000
 # OpenCV reads this once, when the codec is first used; set it before cv2 is imported anywhere.
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 
-import cv2 as cv2  # noqa: E402  (re-exported: every facegate module imports cv2 from here)
+# Re-exported: every facegate module imports cv2 from here, so the limit above is set first.
+import cv2 as cv2  # noqa: E402
+
+# The limit OpenCV actually read (an embedding application may have imported cv2 first).
+_CV_LIMIT: Final = int(os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"])
 
 BgrImage = npt.NDArray[np.uint8]
 
@@ -50,6 +54,8 @@ class ImageHeader:
     width: int
     height: int
     has_alpha: bool
+    data_offset: int = field(default=0, compare=False)
+    """Where the compressed image data starts (after a JPEG's SOS): trailers before it do not count."""
 
     @property
     def pixels(self) -> int:
@@ -71,6 +77,8 @@ _OTHER_SIGNATURES: Final = (
 _HEIF_BRANDS: Final = (b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis")
 
 _PNG_SIG: Final = b"\x89PNG\r\n\x1a\n"
+# The IEND chunk is always these 12 bytes (empty body, fixed CRC).
+_PNG_IEND: Final = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 # JPEG start-of-frame markers carry the dimensions (C4 DHT, C8 JPG, CC DAC are not frames).
 _SOF_MARKERS: Final = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 
@@ -95,41 +103,59 @@ def read_header(data: bytes) -> ImageHeader:
             raise UnsupportedFormatError(f"{name} images are not accepted; send JPEG, PNG or WebP")
     if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
         raise UnsupportedFormatError("HEIF/AVIF images are not accepted; send JPEG, PNG or WebP")
-    if len(data) < 8 and (
-        b"\xff\xd8".startswith(data[:2]) or _PNG_SIG.startswith(data) or b"RIFF".startswith(data[:4])
+    if (len(data) < 8 and (b"\xff\xd8".startswith(data[:2]) or _PNG_SIG.startswith(data))) or (
+        len(data) < 12 and b"RIFF".startswith(data[:4]) and b"WEBP".startswith(data[8:12])
     ):
         raise TruncatedImageError(f"the image is truncated ({len(data)} bytes)")
     raise NotAnImageError("the bytes are not an image (no JPEG, PNG or WebP signature)")
 
 
 def _jpeg_header(data: bytes) -> ImageHeader:
+    """Walk the segments from SOI to the first SOS, strictly: every segment must start with 0xFF.
+
+    libjpeg skips stray bytes between segments ("extraneous bytes") and would decode a frame this parser
+    never saw, so stray bytes are refused: the dimensions checked are the ones that get decoded. A file
+    that ends after its frame header still yields the header (``data_offset`` -1), so the pixel limit is
+    reported before the truncation.
+    """
     pos = 2
     size = len(data)
-    while True:
-        # Skip fill bytes before a marker.
-        while pos < size and data[pos] == 0xFF:
+    dims: tuple[int, int] | None = None
+    while pos < size:
+        if data[pos] != 0xFF:
+            raise CorruptImageError(f"the JPEG has stray bytes between segments (offset {pos})")
+        while pos < size and data[pos] == 0xFF:  # fill bytes before a marker
             pos += 1
         if pos >= size:
-            raise TruncatedImageError("the JPEG ends before its frame header")
+            break
         marker = data[pos]
         pos += 1
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
             continue
-        if marker in (0xD9, 0xDA):
-            raise CorruptImageError("the JPEG has no frame header before its image data")
+        if marker in (0xD8, 0xD9):
+            raise CorruptImageError("the JPEG has a misplaced start/end-of-image marker")
         if pos + 2 > size:
-            raise TruncatedImageError("the JPEG ends inside a segment header")
+            break
         (length,) = struct.unpack(">H", data[pos : pos + 2])
         if length < 2:
             raise CorruptImageError("the JPEG has a segment with an invalid length")
         if marker in _SOF_MARKERS:
+            if dims is not None:
+                raise CorruptImageError("the JPEG declares two frames")
             if pos + 7 > size:
-                raise TruncatedImageError("the JPEG ends inside its frame header")
+                break
             height, width = struct.unpack(">HH", data[pos + 3 : pos + 7])
             if width == 0 or height == 0:
                 raise CorruptImageError(f"the JPEG declares an empty size {width}x{height}")
-            return ImageHeader(ImageFormat.JPEG, width, height, has_alpha=False)
+            dims = (width, height)
+        if marker == 0xDA:
+            if dims is None:
+                raise CorruptImageError("the JPEG has no frame header before its image data")
+            return ImageHeader(ImageFormat.JPEG, dims[0], dims[1], has_alpha=False, data_offset=pos + length)
         pos += length
+    if dims is None:
+        raise TruncatedImageError("the JPEG ends before its frame header")
+    return ImageHeader(ImageFormat.JPEG, dims[0], dims[1], has_alpha=False, data_offset=-1)
 
 
 def _png_header(data: bytes) -> ImageHeader:
@@ -181,12 +207,13 @@ def _webp_header(data: bytes) -> ImageHeader:
 def _check_complete(data: bytes, header: ImageHeader) -> None:
     """Refuse files cut short. Decoders fill a truncated JPEG with grey and succeed, silently."""
     if header.format is ImageFormat.JPEG:
-        # Trailing bytes after EOI are common (camera padding), so look near the end, not at it.
-        if b"\xff\xd9" not in data[-4096:]:
-            raise TruncatedImageError("the JPEG is truncated (no end-of-image marker)")
+        # The end marker must follow the image data: an EXIF thumbnail's own EOI comes before it, and
+        # bytes after EOI (camera padding, a motion photo's video) are allowed.
+        if header.data_offset < 0 or data.find(b"\xff\xd9", header.data_offset) < 0:
+            raise TruncatedImageError("the JPEG is truncated (no end-of-image marker after its image data)")
     elif header.format is ImageFormat.PNG:
-        if b"IEND" not in data[-64:]:
-            raise TruncatedImageError("the PNG is truncated (no IEND chunk)")
+        if _PNG_IEND not in data[-4096:]:
+            raise TruncatedImageError("the PNG is truncated (no complete IEND chunk)")
     else:
         (riff_size,) = struct.unpack("<I", data[4:8])
         if len(data) < riff_size + 8:
@@ -217,8 +244,22 @@ def decode_image(data: bytes, *, max_bytes: int = MAX_BYTES, max_pixels: int = M
         )
     _check_complete(data, header)
     buffer = np.frombuffer(data, dtype=np.uint8)
-    # IMREAD_COLOR applies EXIF orientation and converts gray, 16-bit and CMYK to 8-bit BGR.
-    image = _decode_with_alpha(buffer) if header.has_alpha else cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    image: BgrImage | None
+    try:
+        if header.has_alpha:
+            image = _decode_with_alpha(buffer)
+            if image is not None:
+                image = _orient(image, _exif_orientation(data, header.format))
+        else:
+            # IMREAD_COLOR applies EXIF orientation and converts gray, 16-bit and CMYK to 8-bit BGR.
+            decoded = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+            image = None if decoded is None else np.asarray(decoded, dtype=np.uint8)
+    except cv2.error as exc:
+        if "MAX_IMAGE_PIXELS" in str(exc):
+            raise TooManyPixelsError(
+                f"{header.width}x{header.height} is above this process's decoder limit of {_CV_LIMIT:,} pixels"
+            ) from exc
+        raise CorruptImageError(f"the {header.format.value.upper()} data could not be decoded") from exc
     if image is None or image.size == 0:
         raise CorruptImageError(f"the {header.format.value.upper()} data could not be decoded")
     if {image.shape[0], image.shape[1]} != {header.width, header.height}:
@@ -245,3 +286,61 @@ def _decode_with_alpha(buffer: npt.NDArray[np.uint8]) -> BgrImage | None:
     alpha = raw[..., 3:4].astype(np.float32) / 255.0
     composite = colour * alpha + 255.0 * (1.0 - alpha)
     return np.asarray(np.clip(composite + 0.5, 0, 255), dtype=np.uint8)
+
+
+def _exif_orientation(data: bytes, fmt: ImageFormat) -> int:
+    """EXIF orientation (1-8) of a PNG (``eXIf`` chunk) or WebP (``EXIF`` chunk); 1 when absent.
+
+    Only needed on the alpha path: ``IMREAD_UNCHANGED`` ignores orientation, ``IMREAD_COLOR`` applies it.
+    """
+    tiff = b""
+    if fmt is ImageFormat.PNG:
+        pos = 8
+        while pos + 8 <= len(data):
+            length, ctype = struct.unpack(">I4s", data[pos : pos + 8])
+            if ctype == b"eXIf":
+                tiff = data[pos + 8 : pos + 8 + length]
+                break
+            if ctype in (b"IDAT", b"IEND"):
+                break
+            pos += 12 + length
+    elif fmt is ImageFormat.WEBP:
+        pos = 12
+        while pos + 8 <= len(data):
+            ctype, length = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+            if ctype == b"EXIF":
+                tiff = data[pos + 8 : pos + 8 + length]
+                break
+            pos += 8 + length + (length & 1)
+    tiff = tiff.removeprefix(b"Exif\x00\x00")
+    if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
+        return 1
+    order = "<" if tiff[:2] == b"II" else ">"
+    (ifd,) = struct.unpack(order + "I", tiff[4:8])
+    if ifd + 2 > len(tiff):
+        return 1
+    (count,) = struct.unpack(order + "H", tiff[ifd : ifd + 2])
+    for k in range(count):
+        entry = ifd + 2 + 12 * k
+        if entry + 12 > len(tiff):
+            break
+        tag, _type, _n = struct.unpack(order + "HHI", tiff[entry : entry + 8])
+        if tag == 0x0112:
+            (value,) = struct.unpack(order + "H", tiff[entry + 8 : entry + 10])
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def _orient(image: BgrImage, orientation: int) -> BgrImage:
+    """Apply an EXIF orientation so the image is upright."""
+    ops = {
+        2: lambda im: cv2.flip(im, 1),
+        3: lambda im: cv2.rotate(im, cv2.ROTATE_180),
+        4: lambda im: cv2.flip(im, 0),
+        5: lambda im: cv2.transpose(im),
+        6: lambda im: cv2.rotate(im, cv2.ROTATE_90_CLOCKWISE),
+        7: lambda im: cv2.flip(cv2.transpose(im), -1),
+        8: lambda im: cv2.rotate(im, cv2.ROTATE_90_COUNTERCLOCKWISE),
+    }
+    op = ops.get(orientation)
+    return image if op is None else np.asarray(op(image), dtype=np.uint8)
