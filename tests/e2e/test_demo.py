@@ -1,0 +1,37 @@
+"""The README's demo command, end to end, on the embedded default data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from facegate.cli import main
+
+
+def test_demo_enrols_matches_and_refuses(capsys: pytest.CaptureFixture[str]) -> None:
+    """GIVEN the built models and the johns WHEN `facegate demo` runs THEN every probe is matched right,
+    the stranger gets no match, the crowd photo is recognised as such and bad uploads are refused."""
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "enrolled 5 templates" in out
+    assert "50/50 probes matched the right person, 0 the wrong one, 0 no match" in out
+    assert "a stranger's photo" in out
+    assert "no match (open set" in out
+    assert "faces detected" in out
+    for code in ("image.empty", "image.not_an_image", "image.truncated"):
+        assert f"refused [{code}]" in out
+
+
+def test_verify_command_reports_a_decision(capsys: pytest.CaptureFixture[str], fr_images: dict[str, Path]) -> None:
+    assert main(["verify", str(fr_images["obama"]), str(fr_images["obama2"])]) == 0
+    assert '"decision": "same person"' in capsys.readouterr().out
+    assert main(["verify", str(fr_images["obama"]), str(fr_images["biden"])]) == 0
+    assert '"decision": "different people"' in capsys.readouterr().out
+
+
+def test_bad_image_gives_a_clear_error_and_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not a photo")
+    assert main(["detect", str(bad)]) == 2
+    assert "error [image.not_an_image]" in capsys.readouterr().err
