@@ -89,6 +89,61 @@ class EmbeddingMismatchError(FacegateError):
     code = "embedding.mismatch"
 
 
+# --- requests, tenancy and storage ----------------------------------------------------------------
+
+
+class InvalidIdentifierError(FacegateError):
+    """An id in a request is malformed (ids never contain the key separator '#')."""
+
+    code = "request.invalid_identifier"
+
+
+class GalleryNotFoundError(FacegateError):
+    """No such gallery for this tenant. Raised identically for another tenant's gallery: no existence leak."""
+
+    code = "gallery.not_found"
+
+
+class PolicyDeniedError(FacegateError):
+    """The policy gate refused the request; ``decision`` carries the machine-readable reasons."""
+
+    code = "policy.denied"
+
+    def __init__(self, message: str, decision: object) -> None:
+        super().__init__(message)
+        self.decision = decision
+
+
+class ConsentError(FacegateError):
+    """A consent record is missing, expired, revoked or for another purpose."""
+
+    code = "consent.invalid"
+
+
+class CatalogError(FacegateError):
+    """The use-case catalog or the Cedar policies fail validation."""
+
+    code = "policy.catalog_invalid"
+
+
+class AuditChainError(FacegateError):
+    """The audit log's hash chain does not verify: an entry was altered, removed or reordered."""
+
+    code = "audit.chain_broken"
+
+
+class StorageError(FacegateError):
+    """DynamoDB refused or failed a request (translated from the SDK's error at the adapter)."""
+
+    code = "storage.failed"
+
+
+class ConflictError(StorageError):
+    """A conditional write lost a race (an audit append, a counter) and may be retried."""
+
+    code = "storage.conflict"
+
+
 # --- fetching registry artefacts -------------------------------------------------------------------
 
 

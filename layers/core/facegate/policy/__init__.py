@@ -1,0 +1,27 @@
+"""The policy gate: declared use cases, hard refusals and per-request checks as Cedar policies."""
+
+from facegate.policy.catalog import Catalog, UseCase, default_catalog
+from facegate.policy.gate import (
+    ApprovalFacts,
+    Decision,
+    GalleryFacts,
+    Operation,
+    PolicyGate,
+    PolicyRequest,
+    Reason,
+    TenantFacts,
+)
+
+__all__ = [
+    "ApprovalFacts",
+    "Catalog",
+    "Decision",
+    "GalleryFacts",
+    "Operation",
+    "PolicyGate",
+    "PolicyRequest",
+    "Reason",
+    "TenantFacts",
+    "UseCase",
+    "default_catalog",
+]

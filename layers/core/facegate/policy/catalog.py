@@ -1,0 +1,87 @@
+"""The use-case catalog: a small, versioned, validated data file of limits, floors and retention.
+
+What each use case *permits* is written in Cedar (``cedar/use_cases.cedar``); the catalog holds the
+numbers the gate needs (threshold floors, result and gallery caps, rate limits, retention) and the
+moratoria. Loading validates it; a floor below the embedder's published operating point is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from facegate.errors import CatalogError
+
+# SFace's published operating point (cosine 0.363). A floor below it would accept more false matches
+# than the model's authors recommend for any use.
+MIN_THRESHOLD_FLOOR: Final = 0.363
+DEPLOYMENTS: Final = frozenset({"online_service", "closed_facility", "personal"})
+RATE_OPERATIONS: Final = frozenset({"create_gallery", "enrol", "verify", "search"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RateLimit(_Strict):
+    per_minute: int = Field(ge=1, le=10_000)
+    per_day: int = Field(ge=1, le=10_000_000)
+
+
+class UseCase(_Strict):
+    description: str = Field(min_length=10)
+    deployments: tuple[str, ...] = Field(min_length=1)
+    threshold_floor: float = Field(ge=MIN_THRESHOLD_FLOOR, le=1.0)
+    default_threshold: float = Field(le=1.0)
+    max_results: int = Field(ge=1, le=50)
+    max_faces_in_probe: int = Field(ge=1, le=10)
+    max_gallery_size: int = Field(ge=1, le=10_000_000)
+    retention_days: int = Field(ge=1, le=3 * 365)
+    """BIPA: destroy at purpose end or 3 years after the last interaction, whichever is first."""
+    purpose_required: bool
+    case_reference_required: bool
+    rate_limits: dict[str, RateLimit]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> UseCase:
+        if self.default_threshold < self.threshold_floor:
+            raise ValueError("default_threshold is below threshold_floor")
+        unknown = set(self.deployments) - DEPLOYMENTS
+        if unknown:
+            raise ValueError(f"deployments {sorted(unknown)} are not offered (allowed: {sorted(DEPLOYMENTS)})")
+        bad_ops = set(self.rate_limits) - RATE_OPERATIONS
+        if bad_ops:
+            raise ValueError(f"rate limits for unknown operations {sorted(bad_ops)}")
+        return self
+
+
+class Moratorium(_Strict):
+    sector: str
+    countries: tuple[str, ...] = Field(min_length=1)
+    note: str
+
+
+class Catalog(_Strict):
+    version: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}\.\d+$")
+    moratoria: tuple[Moratorium, ...]
+    use_cases: dict[str, UseCase] = Field(min_length=1)
+
+    def under_moratorium(self, sector: str, country: str) -> bool:
+        return any(m.sector == sector and country in m.countries for m in self.moratoria)
+
+    @classmethod
+    def from_json(cls, text: str) -> Catalog:
+        try:
+            return cls.model_validate(json.loads(text))
+        except (ValidationError, ValueError) as exc:
+            raise CatalogError(f"the use-case catalog is invalid: {exc}") from exc
+
+
+@cache
+def default_catalog() -> Catalog:
+    """The catalog shipped with this version of facegate."""
+    return Catalog.from_json(resources.files("facegate.policy").joinpath("catalog.json").read_text())
