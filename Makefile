@@ -16,6 +16,7 @@ $(BIN)/facegate: pyproject.toml
 setup: $(BIN)/facegate
 	$(BIN)/facegate models build
 	$(BIN)/facegate data fetch
+	scripts/install-dynamodb-local
 
 demo: setup
 	$(BIN)/facegate demo

@@ -11,6 +11,9 @@ from facegate.models import ModelStore
 from facegate.models.build import build_models
 from facegate.vision import FacePipeline
 
+# Runs the store tests on moto and on DynamoDB Local, with the same bodies (tests/_backends.py).
+pytest_plugins = ["_backends"]
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

@@ -104,6 +104,12 @@ class GalleryNotFoundError(FacegateError):
     code = "gallery.not_found"
 
 
+class TenantNotFoundError(FacegateError):
+    """No such tenant in the registry (operator paths only)."""
+
+    code = "tenant.not_found"
+
+
 class PolicyDeniedError(FacegateError):
     """The policy gate refused the request; ``decision`` carries the machine-readable reasons."""
 

@@ -215,7 +215,7 @@ class PolicyGate:
             "approval_expired": bool(current) and not live,
             "moratorium": self.catalog.under_moratorium(req.tenant.sector, req.tenant.country),
             "gallery_found": req.gallery_found and gallery is not None
-            if req.operation in (Operation.ENROL, Operation.VERIFY, Operation.SEARCH, Operation.DELETE_SUBJECT)
+            if req.operation in (Operation.ENROL, Operation.VERIFY, Operation.SEARCH)
             else True,
             "gallery_use_case": gallery.use_case if gallery else req.use_case,
             "face_count": req.face_count,

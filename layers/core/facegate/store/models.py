@@ -10,7 +10,7 @@ tenant. The tenant registry is the only table keyed by the tenant id alone; only
   512-byte embedding, model version, consent id, TTL expiry; GSI ``by_subject`` on ``<tenant>#<subject>``.
 - consents: ``tenant_id`` / ``consent_key`` = ``<subject>#<consent>``. Purpose, dates, evidence hash.
 - requests: ``tenant_id`` / ``request_id``. Decision, result, review state, TTL.
-- audit: ``tenant_id`` / ``seq``. The append-only hash chain.
+- audit: ``tenant_id`` / ``seq``. The append-only hash chain; ``seq`` 0 is the head (newest seq and hash).
 - counters: ``tenant_id`` / ``counter_key``. Atomic rate and volume counters, TTL.
 """
 
@@ -161,6 +161,12 @@ class AuditRecord(Model):
     details = JSONAttribute(default=dict)
     prev_hash = UnicodeAttribute()
     entry_hash = UnicodeAttribute()
+    head_seq = NumberAttribute(null=True)
+    """Only on the tenant's head item (``seq`` 0, see :mod:`facegate.audit`): the newest entry's seq.
+
+    The head item mirrors the newest entry's ``at``, ``actor``, ``prev_hash`` and ``entry_hash`` and is
+    rewritten in the same transaction as every append, so deleting the newest entries (truncation) shows.
+    """
 
 
 class CounterRecord(Model):
