@@ -21,7 +21,7 @@ import math
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,12 +105,68 @@ def dlib_recall(pipeline: FacePipeline, thresholds: tuple[float, ...] = (0.6, 0.
     return out
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
+def read_csv(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
 
 
-def _opencv_peer() -> Callable[[np.ndarray], np.ndarray | None]:
+# (image a, image b, same person, fold), paths relative to the LFW root.
+LfwPair = tuple[str, str, bool, int]
+Embedder = Callable[[np.ndarray], np.ndarray | None]
+
+
+def read_lfw_pairs(root: Path) -> tuple[list[LfwPair], int]:
+    """LFW View-2 pairs from ``pairs_dev.txt`` (per fold: same-person lines, then different-person lines)."""
+    lines = (root / "pairs_dev.txt").read_text().split("\n")
+    folds, per_fold = (int(x) for x in lines[0].split())
+    pairs: list[LfwPair] = []
+    row = 1
+    for fold in range(folds):
+        for k in range(2 * per_fold):
+            parts = lines[row].split()
+            row += 1
+            if k < per_fold:
+                a = f"{parts[0]}/{parts[0]}_{int(parts[1]):04d}.jpg"
+                b = f"{parts[0]}/{parts[0]}_{int(parts[2]):04d}.jpg"
+                pairs.append((a, b, True, fold))
+            else:
+                a = f"{parts[0]}/{parts[0]}_{int(parts[1]):04d}.jpg"
+                b = f"{parts[2]}/{parts[2]}_{int(parts[3]):04d}.jpg"
+                pairs.append((a, b, False, fold))
+    return pairs, folds
+
+
+def embed_lfw(
+    pipeline: FacePipeline, root: Path, pairs: list[LfwPair], embed: Embedder | None = None
+) -> dict[str, np.ndarray | None]:
+    """Each image of the pairs embedded once (the central face), ``None`` where no face is detected."""
+    cache: dict[str, np.ndarray | None] = {}
+    for a, b, _, _ in pairs:
+        for p in (a, b):
+            if p not in cache:
+                image = decode_image((root / p).read_bytes())
+                if embed is not None:
+                    cache[p] = embed(image)
+                    continue
+                emb = embed_subject(pipeline, image, Pick.CENTRAL)
+                cache[p] = None if emb is None else emb.vector
+    return cache
+
+
+def lfw_pair_scores(cache: dict[str, np.ndarray | None], pairs: list[LfwPair]) -> np.ndarray:
+    """Cosine score per pair; NaN where either image has no detected face (a non-match)."""
+    return np.array(
+        [np.nan if cache[a] is None or cache[b] is None else float(cache[a] @ cache[b]) for a, b, _, _ in pairs]
+    )
+
+
+def fairface_images(root: Path) -> Iterator[tuple[dict[str, str], np.ndarray]]:
+    """FairFace's label rows (one person per image; ``group`` = race4 + gender), each with its decoded image."""
+    for row in read_csv(root / "labels.csv"):
+        yield row, decode_image((root / row["path"]).read_bytes())
+
+
+def _opencv_peer() -> Embedder:
     """OpenCV's own pipeline on the original files: 640-capped detection at score 0.6, alignCrop, feature."""
     originals = cache_dir() / "models-original"
     det = cv2.FaceDetectorYN.create(
@@ -145,39 +201,13 @@ def lfw_opencv(pipeline: FacePipeline) -> dict[str, Any]:
     return lfw(pipeline, _opencv_peer())
 
 
-def lfw(pipeline: FacePipeline, embed: Callable[[np.ndarray], np.ndarray | None] | None = None) -> dict[str, Any]:
+def lfw(pipeline: FacePipeline, embed: Embedder | None = None) -> dict[str, Any]:
     root = SHARED / "lfw"
-    labels = {row["path"]: row for row in _read_csv(root / "labels.csv")}
-    lines = (root / "pairs_dev.txt").read_text().split("\n")
-    folds, per_fold = (int(x) for x in lines[0].split())
-    pairs: list[tuple[str, str, bool, int]] = []
-    row = 1
-    for fold in range(folds):
-        for k in range(2 * per_fold):
-            parts = lines[row].split()
-            row += 1
-            if k < per_fold:
-                a = f"{parts[0]}/{parts[0]}_{int(parts[1]):04d}.jpg"
-                b = f"{parts[0]}/{parts[0]}_{int(parts[2]):04d}.jpg"
-                pairs.append((a, b, True, fold))
-            else:
-                a = f"{parts[0]}/{parts[0]}_{int(parts[1]):04d}.jpg"
-                b = f"{parts[2]}/{parts[2]}_{int(parts[3]):04d}.jpg"
-                pairs.append((a, b, False, fold))
-    cache: dict[str, np.ndarray | None] = {}
-    for a, b, _, _ in pairs:
-        for p in (a, b):
-            if p not in cache:
-                image = decode_image((root / p).read_bytes())
-                if embed is not None:
-                    cache[p] = embed(image)
-                    continue
-                emb = embed_subject(pipeline, image, Pick.CENTRAL)
-                cache[p] = None if emb is None else emb.vector
+    labels = {row["path"]: row for row in read_csv(root / "labels.csv")}
+    pairs, folds = read_lfw_pairs(root)
+    cache = embed_lfw(pipeline, root, pairs, embed)
     missed = sorted(p for p, v in cache.items() if v is None)
-    scores = np.array(
-        [np.nan if cache[a] is None or cache[b] is None else float(cache[a] @ cache[b]) for a, b, _, _ in pairs]
-    )
+    scores = lfw_pair_scores(cache, pairs)
     same = np.array([s for _, _, s, _ in pairs])
     fold_ids = np.array([f for *_, f in pairs])
     overall = verification_stats(scores, same, THRESHOLD)
@@ -226,12 +256,12 @@ def lfw(pipeline: FacePipeline, embed: Callable[[np.ndarray], np.ndarray | None]
 
 def fairface(pipeline: FacePipeline) -> dict[str, Any]:
     root = SHARED / "fairface"
-    rows = _read_csv(root / "labels.csv")
     strict = YuNetDetector(pipeline.detector._session, score_threshold=0.9)
     found: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     by_group: dict[str, list[np.ndarray]] = defaultdict(list)
-    for row in rows:
-        image = decode_image((root / row["path"]).read_bytes())
+    images = 0
+    for row, image in fairface_images(root):
+        images += 1
         g = row["group"]
         found[g][2] += 1
         if len(strict.detect(image)):
@@ -240,7 +270,7 @@ def fairface(pipeline: FacePipeline) -> dict[str, Any]:
         if emb is not None:
             found[g][0] += 1
             by_group[g].append(emb.vector)
-    print(f"FairFace: {len(rows)} images, one person each (impostor pairs only)")
+    print(f"FairFace: {images} images, one person each (impostor pairs only)")
     print(
         f"  {'group':10s} {'n':>5s}  no face @{DEFAULT_SCORE_THRESHOLD}  no face @0.9   within-group FMR @ {THRESHOLD}"
     )

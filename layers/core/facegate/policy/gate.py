@@ -28,6 +28,7 @@ from facegate.policy.catalog import Catalog, default_catalog
 POLICY_FILES: Final = ("never.cedar", "requests.cedar", "use_cases.cedar")
 SCHEMA_FILE: Final = "schema.cedarschema"
 NOT_PERMITTED: Final = "request.not_permitted"
+GALLERY_NOT_FOUND: Final = "request.gallery_not_found"
 # Sentinel for "not known yet": the first policy check runs before detection.
 UNKNOWN: Final = -1
 
@@ -284,6 +285,10 @@ class PolicyGate:
                 facts=ctx,
             )
         reasons = tuple(sorted((Reason(m.code, m.reason) for m in determining), key=lambda r: r.code))
+        if any(r.code == GALLERY_NOT_FOUND for r in reasons):
+            # Without a gallery there is no use case to check against: every other per-request reason
+            # would only restate that, so the answer is "not found", the same for a foreign gallery.
+            reasons = tuple(r for r in reasons if r.code == GALLERY_NOT_FOUND or r.code.startswith("never."))
         if not reasons:
             reasons = (
                 Reason(NOT_PERMITTED, f"'{req.operation.value}' is not permitted for the use case '{req.use_case}'."),

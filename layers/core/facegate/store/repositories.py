@@ -44,6 +44,8 @@ def storage(what: str) -> Iterator[None]:
     """Translate pynamodb/botocore failures into facegate's errors."""
     try:
         yield
+    except DoesNotExist:
+        raise  # a missing item is an answer, not a failure: callers turn it into their own result
     except PynamoDBException as exc:
         code = getattr(exc, "cause_response_code", None)
         if code in _CONFLICT_CODES:

@@ -1,0 +1,341 @@
+"""The domain service end to end over real embeddings, on moto and on DynamoDB Local.
+
+GIVEN/WHEN/THEN per test. The probes and enrolment photos are dlib's johns (real faces through the
+real pipeline); the tables are real DynamoDB semantics on both backends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facegate import datasets
+from facegate.errors import ConflictError, ConsentError, PolicyDeniedError
+from facegate.match import SearchResult, VerifyResult
+from facegate.service import FaceService
+from facegate.store.models import GalleryRecord, TemplateRecord
+from facegate.store.repositories import TenantRegistry
+from facegate.tenancy import TenantContext
+from facegate.vision import FaceAnalysis, FacePipeline, decode_image
+from facegate.vision.decode import cv2
+
+START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class Clock:
+    now: datetime = START
+    calls: list[datetime] = field(default_factory=list)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def analyses(pipeline: FacePipeline, johns: dict[str, list[Path]]) -> dict[str, list[FaceAnalysis]]:
+    """Each john's photos, analysed once (chips padded for context)."""
+    out: dict[str, list[FaceAnalysis]] = {}
+    for name, paths in johns.items():
+        out[name] = [
+            pipeline.analyse_image(
+                np.asarray(cv2.copyMakeBorder(decode_image(p.read_bytes()), 75, 75, 75, 75, cv2.BORDER_CONSTANT))
+            )
+            for p in paths[:4]
+        ]
+    return out
+
+
+@pytest.fixture(scope="module")
+def group_of_six(pipeline: FacePipeline) -> FaceAnalysis:
+    path = datasets.fetch_dlib() / "examples" / "faces" / "2008_002470.jpg"
+    analysis = pipeline.analyse(path.read_bytes())
+    assert len(analysis) == 6
+    return analysis
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def service(dynamo: str, clock: Clock) -> FaceService:
+    return FaceService(clock=clock)
+
+
+OPERATOR = "operator@facegate"
+PRISON = TenantContext(tenant_id="state-prison-7", actor="officer-1")
+
+
+def _prison(service: FaceService) -> str:
+    service.registry.register(
+        "state-prison-7", name="State Prison 7", sector="corrections", country="US", jurisdiction="US-WA"
+    )
+    service.approve_use_case(
+        OPERATOR,
+        "state-prison-7",
+        use_case="access_control",
+        deployment="closed_facility",
+        expires_at=START + timedelta(days=365),
+    )
+    service.create_gallery(PRISON, "residents", name="Residents and staff", use_case="access_control")
+    return "residents"
+
+
+def _consent(
+    service: FaceService, ctx: TenantContext, subject: str, purpose: str = "access_control", days: int = 200
+) -> str:
+    consent = service.record_consent(
+        ctx,
+        subject_id=subject,
+        purpose=purpose,
+        evidence=f"signed release of {subject}".encode(),
+        expires_at=START + timedelta(days=days),
+    )
+    return consent.consent_id
+
+
+def _enrol_all(service: FaceService, ctx: TenantContext, gallery: str, analyses: dict[str, list[FaceAnalysis]]) -> None:
+    for name, items in analyses.items():
+        consent_id = _consent(service, ctx, name)
+        service.enrol(ctx, gallery, subject_id=name, consent_id=consent_id, analysis=items[0])
+
+
+def test_prison_search_finds_the_person_and_waits_for_two_reviewers(
+    service: FaceService, analyses: dict[str, list[FaceAnalysis]]
+) -> None:
+    gallery = _prison(service)
+    _enrol_all(service, PRISON, gallery, analyses)
+    name = next(iter(analyses))
+
+    outcome = service.search(PRISON, gallery, analysis=analyses[name][2], top_k=3, purpose="entry at gate B")
+
+    assert isinstance(outcome.result, SearchResult)
+    assert outcome.result.candidates[0].subject_id == name
+    assert outcome.result.gallery_size == len(analyses)
+    assert outcome.result.expected_false_candidates > 0
+    assert outcome.review_state == "pending"
+    assert "human_review_before_action" in outcome.decision.obligations
+    first = service.review(PRISON, outcome.request_id, confirm=True)
+    assert first.review_state == "pending"
+    with pytest.raises(ConflictError, match="each reviewer counts once"):
+        service.review(PRISON, outcome.request_id, confirm=True)
+    second = service.review(
+        TenantContext(tenant_id="state-prison-7", actor="officer-2"), outcome.request_id, confirm=True
+    )
+    assert second.review_state == "confirmed"
+    assert service.audit.verify(PRISON)
+
+
+def test_a_city_camera_network_application_is_refused_with_reasons_and_audited(service: FaceService) -> None:
+    service.registry.register("capital-city", name="Capital City", sector="government", country="XK", jurisdiction="XK")
+    with pytest.raises(PolicyDeniedError) as refused:
+        service.approve_use_case(
+            OPERATOR,
+            "capital-city",
+            use_case="access_control",
+            deployment="camera_network",
+            expires_at=START + timedelta(days=365),
+            source_kind="stream",
+        )
+    codes = refused.value.decision.codes  # type: ignore[attr-defined]
+    assert "never.public_space_identification" in codes
+    assert "never.realtime_stream" in codes
+    assert service.registry.get("capital-city").approvals == ()
+    city = TenantContext(tenant_id="capital-city", actor=OPERATOR)
+    assert [e.action for e in service.audit.entries(city)] == ["approval.refused"]
+
+
+def test_enrolment_without_consent_is_refused_and_writes_nothing(
+    service: FaceService, analyses: dict[str, list[FaceAnalysis]]
+) -> None:
+    gallery = _prison(service)
+    name = next(iter(analyses))
+    with pytest.raises(PolicyDeniedError) as refused:
+        service.enrol(PRISON, gallery, subject_id=name, consent_id="no-such-consent", analysis=analyses[name][0])
+    assert refused.value.decision.codes == ["request.consent_missing"]  # type: ignore[attr-defined]
+    assert service.galleries.get(PRISON, gallery).template_count == 0
+    assert service.templates.in_gallery(PRISON, gallery) == []
+
+
+def test_consent_for_another_purpose_does_not_allow_enrolment(
+    service: FaceService, analyses: dict[str, list[FaceAnalysis]]
+) -> None:
+    gallery = _prison(service)
+    name = next(iter(analyses))
+    consent_id = _consent(service, PRISON, name, purpose="photo_organization")
+    with pytest.raises(PolicyDeniedError):
+        service.enrol(PRISON, gallery, subject_id=name, consent_id=consent_id, analysis=analyses[name][0])
+
+
+def test_a_crowd_photo_cannot_be_enrolled_or_searched(
+    service: FaceService, analyses: dict[str, list[FaceAnalysis]], group_of_six: FaceAnalysis
+) -> None:
+    gallery = _prison(service)
+    consent_id = _consent(service, PRISON, "someone")
+    with pytest.raises(PolicyDeniedError) as enrol:
+        service.enrol(PRISON, gallery, subject_id="someone", consent_id=consent_id, analysis=group_of_six)
+    assert enrol.value.decision.codes == ["request.enrolment_needs_one_face"]  # type: ignore[attr-defined]
+    with pytest.raises(PolicyDeniedError) as search:
+        service.search(PRISON, gallery, analysis=group_of_six, top_k=1, purpose="entry")
+    assert search.value.decision.codes == ["request.crowd_probe"]  # type: ignore[attr-defined]
+
+
+def test_template_expiry_is_the_earliest_of_consent_and_retention(
+    service: FaceService, analyses: dict[str, list[FaceAnalysis]]
+) -> None:
+    gallery = _prison(service)
+    name = next(iter(analyses))
+    short = _consent(service, PRISON, name, days=30)
+    long_ = _consent(service, PRISON, name, days=2000)
+    a = service.enrol(PRISON, gallery, subject_id=name, consent_id=short, analysis=analyses[name][0])
+    b = service.enrol(PRISON, gallery, subject_id=name, consent_id=long_, analysis=analyses[name][1])
+    assert a.expires_at == START + timedelta(days=30)
+    assert b.expires_at == START + timedelta(days=service.gate.catalog.use_cases["access_control"].retention_days)
+
+
+def test_revoking_consent_deletes_the_templates_enrolled_under_it(
+    service: FaceService, analyses: dict[str, list[FaceAnalysis]]
+) -> None:
+    gallery = _prison(service)
+    name = next(iter(analyses))
+    first = _consent(service, PRISON, name)
+    second = _consent(service, PRISON, name)
+    service.enrol(PRISON, gallery, subject_id=name, consent_id=first, analysis=analyses[name][0])
+    service.enrol(PRISON, gallery, subject_id=name, consent_id=second, analysis=analyses[name][1])
+
+    assert service.revoke_consent(PRISON, name, first) == 1
+
+    left = service.templates.of_subject(PRISON, name)
+    assert [t.consent_id for t in left] == [second]
+    assert service.galleries.get(PRISON, gallery).template_count == 1
+
+
+def test_erasure_leaves_zero_templates_and_a_receipt(
+    service: FaceService, analyses: dict[str, list[FaceAnalysis]]
+) -> None:
+    gallery = _prison(service)
+    name = next(iter(analyses))
+    for item in analyses[name][:3]:
+        service.enrol(PRISON, gallery, subject_id=name, consent_id=_consent(service, PRISON, name), analysis=item)
+
+    receipt = service.erase_subject(PRISON, name)
+
+    assert receipt.templates_deleted == 3
+    assert service.templates.of_subject(PRISON, name) == []
+    assert TemplateRecord.count(f"state-prison-7#{gallery}") == 0
+    assert service.galleries.get(PRISON, gallery).template_count == 0
+    entry = next(e for e in service.audit.entries(PRISON) if e.seq == receipt.audit_seq)
+    assert entry.action == "subject.erased"
+    assert entry.details["templates_remaining"] == 0
+    assert all(c.status == "revoked" for c in service.consents.of_subject(PRISON, name))
+    service.audit.verify(PRISON)
+
+
+def test_another_tenants_gallery_looks_exactly_like_a_missing_one(
+    service: FaceService, analyses: dict[str, list[FaceAnalysis]]
+) -> None:
+    gallery = _prison(service)
+    _enrol_all(service, PRISON, gallery, analyses)
+    service.registry.register("other-prison", name="Other", sector="corrections", country="US", jurisdiction="US-OR")
+    service.approve_use_case(
+        OPERATOR,
+        "other-prison",
+        use_case="access_control",
+        deployment="closed_facility",
+        expires_at=START + timedelta(days=30),
+    )
+    other = TenantContext(tenant_id="other-prison", actor="intruder")
+    probe = next(iter(analyses.values()))[1]
+
+    with pytest.raises(PolicyDeniedError) as foreign:
+        service.search(other, gallery, analysis=probe, top_k=1, purpose="entry")
+    with pytest.raises(PolicyDeniedError) as missing:
+        service.search(other, "no-such-gallery", analysis=probe, top_k=1, purpose="entry")
+
+    assert foreign.value.decision.codes == ["request.gallery_not_found"]  # type: ignore[attr-defined]
+    assert str(foreign.value) == str(missing.value)
+    assert foreign.value.decision.to_dict() == missing.value.decision.to_dict()  # type: ignore[attr-defined]
+    assert service.templates.of_subject(other, next(iter(analyses))) == []
+
+
+def test_a_burst_of_searches_over_the_rate_limit_is_refused(
+    service: FaceService, analyses: dict[str, list[FaceAnalysis]]
+) -> None:
+    gallery = _prison(service)
+    _enrol_all(service, PRISON, gallery, analyses)
+    probe = next(iter(analyses.values()))[1]
+    limit = service.gate.catalog.use_cases["access_control"].rate_limits["search"].per_minute
+    for _ in range(limit):
+        service.search(PRISON, gallery, analysis=probe, top_k=1, purpose="entry")
+    with pytest.raises(PolicyDeniedError) as burst:
+        service.search(PRISON, gallery, analysis=probe, top_k=1, purpose="entry")
+    assert burst.value.decision.codes == ["request.rate_limited"]  # type: ignore[attr-defined]
+
+
+def test_an_expired_approval_refuses_searches_but_not_erasure(
+    service: FaceService, clock: Clock, analyses: dict[str, list[FaceAnalysis]]
+) -> None:
+    gallery = _prison(service)
+    _enrol_all(service, PRISON, gallery, analyses)
+    clock.now = START + timedelta(days=400)
+    probe = next(iter(analyses.values()))[1]
+    with pytest.raises(PolicyDeniedError) as expired:
+        service.search(PRISON, gallery, analysis=probe, top_k=1, purpose="entry")
+    assert expired.value.decision.codes == ["request.approval_expired"]  # type: ignore[attr-defined]
+    assert service.erase_subject(PRISON, next(iter(analyses))).templates_deleted == 1
+
+
+def test_consented_verification_matches_the_right_person_only(
+    service: FaceService, analyses: dict[str, list[FaceAnalysis]]
+) -> None:
+    bank = TenantContext(tenant_id="examplebank", actor="kyc-service")
+    service.registry.register("examplebank", name="Example Bank", sector="private", country="DE", jurisdiction="DE")
+    service.approve_use_case(
+        OPERATOR,
+        "examplebank",
+        use_case="identity_verification",
+        deployment="online_service",
+        expires_at=START + timedelta(days=365),
+    )
+    service.create_gallery(bank, "customers", name="Customers", use_case="identity_verification")
+    names = list(analyses)
+    for name in names:
+        consent = _consent(service, bank, name, purpose="identity_verification")
+        service.enrol(bank, "customers", subject_id=name, consent_id=consent, analysis=analyses[name][0])
+
+    same = service.verify(bank, "customers", subject_id=names[0], analysis=analyses[names[0]][1])
+    other = service.verify(bank, "customers", subject_id=names[0], analysis=analyses[names[1]][1])
+
+    assert isinstance(same.result, VerifyResult)
+    assert same.result.matched
+    assert isinstance(other.result, VerifyResult)
+    assert not other.result.matched
+    assert same.review_state == "not_required"
+    with pytest.raises(PolicyDeniedError) as one_to_many:
+        service.search(bank, "customers", analysis=analyses[names[0]][1])
+    assert one_to_many.value.decision.codes == ["request.not_permitted"]  # type: ignore[attr-defined]
+
+
+def test_consent_needs_evidence_and_a_known_purpose(service: FaceService) -> None:
+    service.registry.register("state-prison-7", name="P", sector="corrections", country="US", jurisdiction="US-WA")
+    with pytest.raises(ConsentError):
+        service.record_consent(
+            PRISON, subject_id="a", purpose="access_control", evidence=b"", expires_at=START + timedelta(1)
+        )
+    with pytest.raises(ConsentError):
+        service.record_consent(
+            PRISON, subject_id="a", purpose="surveillance", evidence=b"x", expires_at=START + timedelta(1)
+        )
+
+
+def test_registry_refuses_duplicate_tenants(service: FaceService) -> None:
+    registry = TenantRegistry()
+    registry.register("dup-tenant", name="A", sector="private", country="DE", jurisdiction="DE")
+    with pytest.raises(ConflictError):
+        registry.register("dup-tenant", name="B", sector="private", country="DE", jurisdiction="DE")
+    assert GalleryRecord.count("dup-tenant") == 0
