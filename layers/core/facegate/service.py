@@ -30,6 +30,7 @@ from facegate.store.repositories import (
     Requests,
     StoredTemplate,
     Templates,
+    Tenant,
     TenantRegistry,
 )
 from facegate.tenancy import TenantContext, check_entity_id
@@ -146,21 +147,27 @@ class FaceService:
     def _use_case(self, name: str) -> UseCase | None:
         return self.gate.catalog.use_cases.get(name)
 
-    def _limits(self, ctx: TenantContext, operation: Operation, use_case: str, now: datetime) -> tuple[bool, bool]:
-        """Count this attempt (denied ones too: enumeration is attempts) and compare with the limits."""
+    def _limits(
+        self, ctx: TenantContext, tenant: Tenant, operation: Operation, use_case: str, now: datetime
+    ) -> tuple[bool, bool]:
+        """Count this attempt (denied ones too: enumeration is attempts) and compare with the limits:
+        the catalog's, or the tenant's quota where an operator set a lower one."""
         spec = self._use_case(use_case)
         limit = spec.rate_limits.get(operation.value) if spec else None
         if limit is None:
             return False, False
+        quota = tenant.quotas.get(use_case, {}).get(operation.value, {})
+        per_minute = min(limit.per_minute, quota.get("per_minute", limit.per_minute))
+        per_day = min(limit.per_day, quota.get("per_day", limit.per_day))
         name = f"{operation.value}#{use_case}"
         minute = self.counters.hit(ctx, name, window=timedelta(minutes=1), now=now)
         day = self.counters.hit(ctx, name, window=timedelta(days=1), now=now)
-        return minute > limit.per_minute, day > limit.per_day
+        return minute > per_minute, day > per_day
 
     def _decide(self, ctx: TenantContext, operation: Operation, use_case: str, **facts: Any) -> Decision:
         now = self.clock()
-        rate, volume = self._limits(ctx, operation, use_case, now)
         tenant = self.registry.current(ctx)
+        rate, volume = self._limits(ctx, tenant, operation, use_case, now)
         decision = self.gate.decide(
             PolicyRequest(
                 tenant=tenant.facts(),

@@ -339,3 +339,15 @@ def test_registry_refuses_duplicate_tenants(service: FaceService) -> None:
     with pytest.raises(ConflictError):
         registry.register("dup-tenant", name="B", sector="private", country="DE", jurisdiction="DE")
     assert GalleryRecord.count("dup-tenant") == 0
+
+
+def test_a_tenant_quota_lowers_the_daily_volume(service: FaceService, analyses: dict[str, list[FaceAnalysis]]) -> None:
+    gallery = _prison(service)
+    _enrol_all(service, PRISON, gallery, analyses)
+    service.registry.set_quota("state-prison-7", "access_control", "search", per_minute=30, per_day=2)
+    probe = next(iter(analyses.values()))[1]
+    for _ in range(2):
+        service.search(PRISON, gallery, analysis=probe, top_k=1, purpose="entry")
+    with pytest.raises(PolicyDeniedError) as over:
+        service.search(PRISON, gallery, analysis=probe, top_k=1, purpose="entry")
+    assert over.value.decision.codes == ["request.volume_limited"]  # type: ignore[attr-defined]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -85,6 +85,8 @@ class Tenant:
     jurisdiction: str
     status: str
     approvals: tuple[Approval, ...]
+    quotas: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    """use case → operation → ``{"per_minute": n, "per_day": n}``; only ever lower than the catalog's."""
 
     def facts(self) -> TenantFacts:
         """What the policy gate needs to know about this tenant."""
@@ -122,6 +124,7 @@ def _tenant(record: TenantRecord) -> Tenant:
             )
             for a in record.approvals
         ),
+        quotas=dict(record.quotas or {}),
     )
 
 
@@ -171,6 +174,18 @@ class TenantRegistry:
             record.update(
                 actions=[TenantRecord.approvals.set(TenantRecord.approvals.append([item]))],
                 condition=TenantRecord.tenant_id.exists(),
+            )
+        return self.get(tenant_id)
+
+    def set_quota(self, tenant_id: str, use_case: str, operation: str, *, per_minute: int, per_day: int) -> Tenant:
+        """Lower a tenant's limits for one use case and operation (the catalog's limits stay the ceiling)."""
+        if per_minute < 1 or per_day < 1:
+            raise ValueError("quotas are positive")
+        quotas = dict(self.get(tenant_id).quotas)
+        quotas.setdefault(use_case, {})[operation] = {"per_minute": per_minute, "per_day": per_day}
+        with storage("setting a quota"):
+            TenantRecord(check_tenant_id(tenant_id)).update(
+                actions=[TenantRecord.quotas.set(quotas)], condition=TenantRecord.tenant_id.exists()
             )
         return self.get(tenant_id)
 
