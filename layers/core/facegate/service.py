@@ -308,6 +308,24 @@ class FaceService:
         )
         return MatchOutcome(row.request_id, decision, result, review)
 
+    def _decide_match(
+        self, ctx: TenantContext, operation: Operation, gallery_id: str, analysis: FaceAnalysis, **facts: Any
+    ) -> tuple[Decision, float]:
+        """The gate's decision for a verify or search on this gallery, and the threshold it fixed."""
+        gallery, use_case = self._gallery_facts(ctx, gallery_id)
+        decision = self._decide(
+            ctx,
+            operation,
+            use_case,
+            gallery=gallery.facts() if gallery else None,
+            gallery_found=gallery is not None,
+            face_count=len(analysis),
+            **facts,
+        )
+        if decision.threshold is None:
+            raise PolicyDeniedError("the decision carries no threshold", decision)
+        return decision, decision.threshold
+
     def verify(
         self,
         ctx: TenantContext,
@@ -320,14 +338,11 @@ class FaceService:
         case_reference: str | None = None,
     ) -> MatchOutcome:
         """1:1: is the person in the probe the enrolled ``subject_id``?"""
-        gallery, use_case = self._gallery_facts(ctx, gallery_id)
-        decision = self._decide(
+        decision, match_threshold = self._decide_match(
             ctx,
             Operation.VERIFY,
-            use_case,
-            gallery=gallery.facts() if gallery else None,
-            gallery_found=gallery is not None,
-            face_count=len(analysis),
+            gallery_id,
+            analysis,
             threshold=threshold,
             purpose=purpose,
             case_reference=case_reference,
@@ -339,9 +354,7 @@ class FaceService:
         ]
         if not references:
             raise GalleryNotFoundError("No such subject in this gallery.")
-        if decision.threshold is None:
-            raise PolicyDeniedError("the decision carries no threshold", decision)
-        result = verify(analysis.embeddings[0], references, threshold=decision.threshold)
+        result = verify(analysis.embeddings[0], references, threshold=match_threshold)
         return self._finish(ctx, gallery_id, decision, result)
 
     def search(
@@ -356,24 +369,19 @@ class FaceService:
         case_reference: str | None = None,
     ) -> MatchOutcome:
         """1:N over one of the caller's galleries: open set, capped, with the expected false candidates."""
-        gallery, use_case = self._gallery_facts(ctx, gallery_id)
-        decision = self._decide(
+        decision, match_threshold = self._decide_match(
             ctx,
             Operation.SEARCH,
-            use_case,
-            gallery=gallery.facts() if gallery else None,
-            gallery_found=gallery is not None,
-            face_count=len(analysis),
+            gallery_id,
+            analysis,
             threshold=threshold,
             top_k=top_k,
             purpose=purpose,
             case_reference=case_reference,
         )
-        if decision.threshold is None:
-            raise PolicyDeniedError("the decision carries no threshold", decision)
         templates = [_reference(t) for t in self.templates.in_gallery(ctx, gallery_id, now=self.clock())]
         result = search(
-            analysis.embeddings[0], templates, threshold=decision.threshold, top_k=top_k, calibration=self.calibration
+            analysis.embeddings[0], templates, threshold=match_threshold, top_k=top_k, calibration=self.calibration
         )
         return self._finish(ctx, gallery_id, decision, result)
 
