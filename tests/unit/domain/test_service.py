@@ -23,7 +23,9 @@ from facegate.tenancy import TenantContext
 from facegate.vision import FaceAnalysis, FacePipeline, decode_image
 from facegate.vision.decode import cv2
 
-START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+# The injected clock stands still during a test, but near the real time: DynamoDB Local runs TTL
+# expiry on the wall clock, and rate counters expire two windows after theirs ends.
+START = datetime.now(UTC).replace(second=0, microsecond=0)
 
 
 @dataclass
