@@ -30,11 +30,12 @@ import numpy as np
 from facegate import datasets
 from facegate.evaluation import Pick, all_pairs, embed_subject, verification_stats, wilson
 from facegate.fetch import cache_dir
+from facegate.models import PUBLISHED_THRESHOLD
 from facegate.vision import FacePipeline, decode_image
 from facegate.vision.decode import cv2
 from facegate.vision.detector import DEFAULT_SCORE_THRESHOLD, YuNetDetector
 
-THRESHOLD = 0.363
+THRESHOLD = PUBLISHED_THRESHOLD
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from facegate.errors import FacegateError
+from facegate.models import PUBLISHED_THRESHOLD
 
-OPERATING_THRESHOLD = 0.363
+OPERATING_THRESHOLD = PUBLISHED_THRESHOLD
 
 
 def _models_build(args: argparse.Namespace) -> int:

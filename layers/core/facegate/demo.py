@@ -15,12 +15,12 @@ import numpy as np
 from facegate import datasets
 from facegate.errors import ImageError
 from facegate.evaluation import embed_subject
-from facegate.models import ModelStore
+from facegate.models import PUBLISHED_THRESHOLD, ModelStore
 from facegate.models.build import build_models
 from facegate.vision import FacePipeline, decode_image
 from facegate.vision.decode import BgrImage, cv2
 
-THRESHOLD = 0.363
+THRESHOLD = PUBLISHED_THRESHOLD
 
 
 def _chip(path: Path) -> BgrImage:

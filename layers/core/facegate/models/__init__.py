@@ -68,6 +68,10 @@ EMBEDDER: Final = ModelSpec(
     upstream="https://github.com/opencv/opencv_zoo/tree/main/models/face_recognition_sface",
 )
 SPECS: Final = (DETECTOR, EMBEDDER)
+# SFace's published verification operating point (cosine; L2 1.128 on unit vectors). Use cases may only
+# raise it (policy/catalog.json); evaluation reports every rate at it. Kept here, not beside the
+# onnxruntime wrapper, so the policy gate can read it without importing the vision stack.
+PUBLISHED_THRESHOLD: Final = 0.363
 
 
 def default_model_dir() -> Path:

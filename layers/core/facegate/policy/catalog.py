@@ -15,10 +15,11 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from facegate.errors import CatalogError
+from facegate.models import PUBLISHED_THRESHOLD
 
 # SFace's published operating point (cosine 0.363). A floor below it would accept more false matches
 # than the model's authors recommend for any use.
-MIN_THRESHOLD_FLOOR: Final = 0.363
+MIN_THRESHOLD_FLOOR: Final = PUBLISHED_THRESHOLD
 DEPLOYMENTS: Final = frozenset({"online_service", "closed_facility", "personal"})
 RATE_OPERATIONS: Final = frozenset({"create_gallery", "enrol", "verify", "search"})
 
