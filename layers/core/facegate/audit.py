@@ -34,6 +34,7 @@ belong in an audit log, which outlives the templates it describes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -50,7 +51,7 @@ from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from facegate.errors import AuditChainError, ConflictError, StorageError
-from facegate.store.models import AuditRecord
+from facegate.store.models import AuditRecord, connection_of
 from facegate.tenancy import TenantContext
 
 JSON: TypeAlias = "bool | int | float | str | Sequence[JSON] | Mapping[str, JSON] | None"
@@ -519,7 +520,7 @@ class AuditLog:
             at = now.astimezone(UTC)
             seq = head.seq + 1 if head is not None else 1
             prev_hash = head.entry_hash if head is not None else GENESIS_HASH
-            entry = AuditEntry(
+            unsealed = AuditEntry(
                 tenant_id=ctx.tenant_id,
                 seq=seq,
                 at=at,
@@ -527,16 +528,9 @@ class AuditLog:
                 action=action,
                 details=normalised,
                 prev_hash=prev_hash,
-                entry_hash=compute_entry_hash(
-                    tenant_id=ctx.tenant_id,
-                    seq=seq,
-                    at=at,
-                    actor=ctx.actor,
-                    action=action,
-                    details=normalised,
-                    prev_hash=prev_hash,
-                ),
+                entry_hash="",
             )
+            entry = dataclasses.replace(unsealed, entry_hash=unsealed.computed_hash())
             try:
                 self._commit(entry, head)
             except ConflictError:
@@ -578,7 +572,7 @@ class AuditLog:
             head_condition = (AuditRecord.head_seq == head.seq) & (AuditRecord.entry_hash == head.entry_hash)
         # The model's own connection carries the configured region and endpoint. The request token makes
         # the SDK's own retries of this call idempotent (a timed-out commit that did land is not redone).
-        connection = AuditRecord._get_connection().connection
+        connection = connection_of(AuditRecord)
         try:
             with TransactWrite(connection=connection, client_request_token=uuid.uuid4().hex) as transaction:
                 transaction.save(record, condition=AuditRecord.seq.does_not_exist())

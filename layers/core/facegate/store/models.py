@@ -28,6 +28,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
+from pynamodb.connection import Connection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
@@ -199,6 +200,11 @@ SUFFIXES: Final = {
     AuditRecord: "audit",
     CounterRecord: "counters",
 }
+
+
+def connection_of(model: type[Model]) -> Connection:
+    """The model's own cached connection (configured region and endpoint), for ``TransactWrite``."""
+    return model._get_connection().connection
 
 
 def configure(settings: Settings) -> None:

@@ -14,9 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, PynamoDBException
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
@@ -32,10 +31,12 @@ from facegate.store.models import (
     RequestRecord,
     TemplateRecord,
     TenantRecord,
+    connection_of,
 )
 from facegate.tenancy import TenantContext, check_entity_id, check_tenant_id
 from facegate.vision.embedder import Embedding
 
+M = TypeVar("M", bound=Model)
 _CONFLICT_CODES = {"ConditionalCheckFailedException", "TransactionCanceledException"}
 
 
@@ -53,8 +54,13 @@ def storage(what: str) -> Iterator[None]:
         raise StorageError(f"{what} failed: {code or type(exc).__name__}") from exc
 
 
-def _connection(model: type[Model]) -> Connection:
-    return Connection(region=model.Meta.region, host=getattr(model.Meta, "host", None))
+def _get_or_none(model: type[M], what: str, hash_key: str, range_key: str) -> M | None:
+    """One item of the caller's partition, or ``None`` when it does not exist."""
+    try:
+        with storage(what):
+            return model.get(hash_key, range_key)
+    except DoesNotExist:
+        return None
 
 
 def _now() -> datetime:
@@ -235,11 +241,8 @@ class Galleries:
 
     def find(self, ctx: TenantContext, gallery_id: str) -> Gallery | None:
         """The caller's gallery, or ``None``: another tenant's gallery is indistinguishable from none."""
-        try:
-            with storage("reading a gallery"):
-                return _gallery(GalleryRecord.get(ctx.tenant_id, check_entity_id(gallery_id, "gallery")))
-        except DoesNotExist:
-            return None
+        record = _get_or_none(GalleryRecord, "reading a gallery", ctx.tenant_id, check_entity_id(gallery_id, "gallery"))
+        return None if record is None else _gallery(record)
 
     def get(self, ctx: TenantContext, gallery_id: str) -> Gallery:
         gallery = self.find(ctx, gallery_id)
@@ -307,7 +310,7 @@ class Templates:
         # One transaction: the template and the gallery's count, which must stay under its cap, so
         # concurrent enrolments can neither overfill a gallery nor leave a count that lies.
         counter = GalleryRecord(ctx.tenant_id, gallery.gallery_id)
-        with storage("storing a template"), TransactWrite(connection=_connection(TemplateRecord)) as tx:
+        with storage("storing a template"), TransactWrite(connection=connection_of(TemplateRecord)) as tx:
             tx.save(record, condition=TemplateRecord.template_id.does_not_exist())
             tx.update(
                 counter,
@@ -335,7 +338,7 @@ class Templates:
             record = TemplateRecord(f"{ctx.tenant_id}{SEP}{t.gallery_id}", t.template_id)
             counter = GalleryRecord(ctx.tenant_id, t.gallery_id)
             try:
-                with storage("deleting a template"), TransactWrite(connection=_connection(TemplateRecord)) as tx:
+                with storage("deleting a template"), TransactWrite(connection=connection_of(TemplateRecord)) as tx:
                     tx.delete(record, condition=TemplateRecord.template_id.exists())
                     tx.update(counter, actions=[GalleryRecord.template_count.add(-1)])
             except ConflictError:
@@ -399,11 +402,8 @@ class Consents:
 
     def get(self, ctx: TenantContext, subject_id: str, consent_id: str) -> Consent | None:
         key = f"{check_entity_id(subject_id, 'subject')}{SEP}{check_entity_id(consent_id, 'consent')}"
-        try:
-            with storage("reading a consent"):
-                return _consent(ConsentRecord.get(ctx.tenant_id, key))
-        except DoesNotExist:
-            return None
+        record = _get_or_none(ConsentRecord, "reading a consent", ctx.tenant_id, key)
+        return None if record is None else _consent(record)
 
     def of_subject(self, ctx: TenantContext, subject_id: str) -> list[Consent]:
         prefix = f"{check_entity_id(subject_id, 'subject')}{SEP}"
@@ -500,11 +500,8 @@ class Requests:
         return _request(record)
 
     def get(self, ctx: TenantContext, request_id: str) -> RequestRow | None:
-        try:
-            with storage("reading a request"):
-                return _request(RequestRecord.get(ctx.tenant_id, check_entity_id(request_id, "request")))
-        except DoesNotExist:
-            return None
+        record = _get_or_none(RequestRecord, "reading a request", ctx.tenant_id, check_entity_id(request_id, "request"))
+        return None if record is None else _request(record)
 
     def review(self, ctx: TenantContext, request_id: str, *, reviewer: str, confirm: bool, needed: int) -> RequestRow:
         """Record one reviewer's decision; ``needed`` distinct reviewers confirm, any one rejects."""
