@@ -1,4 +1,4 @@
-# Two commands on a fresh machine:  `make demo`  (the pipeline on the embedded default data)
+# Two commands on a fresh machine:  `make demo`  (the whole service on the local cloud, default data)
 #                                   `make test`  (the whole test suite)
 # Both set up what they need first: a virtualenv, the verified models and the registry test data.
 
@@ -18,8 +18,9 @@ setup: $(BIN)/facegate
 	$(BIN)/facegate data fetch
 	scripts/install-dynamodb-local
 
+# The whole service on the local cloud (moto in-process, the real template, ASL files and handlers).
 demo: setup
-	$(BIN)/facegate demo
+	$(BIN)/facegate local demo
 
 # pytest exits 5 when it collects no test: that means a broken checkout, never a pass.
 test: setup

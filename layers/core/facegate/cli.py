@@ -70,6 +70,25 @@ def _demo(_: argparse.Namespace) -> int:
     return run_vision_demo()
 
 
+def _local_demo(_: argparse.Namespace) -> int:
+    from facegate.localcloud.demo import run_cloud_demo
+
+    return run_cloud_demo()
+
+
+def _local_deploy(_: argparse.Namespace) -> int:
+    """Deploy the template into a fresh local cloud and print what was created (a quick check)."""
+    from facegate.localcloud.cloud import LocalCloud
+
+    with LocalCloud() as cloud:
+        assert cloud.stack is not None
+        for logical in cloud.stack.order():
+            kind = cloud.stack.template["Resources"][logical]["Type"]
+            print(f"{kind:<36} {logical:<44} {cloud.stack.refs[logical]}")
+        print(json.dumps(cloud.outputs, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facegate", description="facegate: bounded, consented face recognition")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,7 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--threshold", type=float, default=OPERATING_THRESHOLD)
     verify.set_defaults(func=_verify)
 
-    sub.add_parser("demo", help="run the pipeline on the embedded default data").set_defaults(func=_demo)
+    sub.add_parser("demo", help="the vision pipeline alone on the embedded default data").set_defaults(func=_demo)
+
+    local = sub.add_parser("local", help="the local cloud: moto, the real template, ASL and handlers")
+    local_sub = local.add_subparsers(dest="action", required=True)
+    local_sub.add_parser("demo", help="the whole service, end to end, in plain words").set_defaults(func=_local_demo)
+    local_sub.add_parser("deploy", help="deploy template.yaml locally and list the resources").set_defaults(
+        func=_local_deploy
+    )
     return parser
 
 
@@ -105,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FacegateError as exc:
         print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
         return 2
-    if args.command == "demo":
+    if args.command == "demo" or (args.command == "local" and args.action == "demo"):
         print(f"done in {time.perf_counter() - start:.1f} s")
     return code
 

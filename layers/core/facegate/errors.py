@@ -98,6 +98,12 @@ class InvalidIdentifierError(FacegateError):
     code = "request.invalid_identifier"
 
 
+class InvalidRequestError(FacegateError):
+    """A request or workflow input that does not validate (missing field, bad metadata, wrong prefix)."""
+
+    code = "request.invalid"
+
+
 class GalleryNotFoundError(FacegateError):
     """No such gallery for this tenant. Raised identically for another tenant's gallery: no existence leak."""
 

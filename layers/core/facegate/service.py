@@ -12,13 +12,15 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from facegate.audit import AuditLog
-from facegate.errors import ConsentError, GalleryNotFoundError, PolicyDeniedError
+from facegate.embedding import Embedding
+from facegate.errors import ConflictError, ConsentError, GalleryNotFoundError, PolicyDeniedError
 from facegate.match import Calibration, GalleryTemplate, SearchResult, VerifyResult, search, verify
 from facegate.policy import Decision, Operation, PolicyGate, PolicyRequest
 from facegate.policy.catalog import UseCase
+from facegate.policy.gate import UNKNOWN
 from facegate.store.repositories import (
     Approval,
     Consent,
@@ -34,7 +36,9 @@ from facegate.store.repositories import (
     TenantRegistry,
 )
 from facegate.tenancy import TenantContext, check_entity_id
-from facegate.vision.pipeline import FaceAnalysis
+
+if TYPE_CHECKING:  # the vision stack (onnxruntime, OpenCV) stays out of the non-vision functions
+    from facegate.vision.pipeline import FaceAnalysis
 
 DEFAULT_RETENTION: Final = timedelta(days=3 * 365)
 REQUEST_RETENTION: Final = timedelta(days=90)
@@ -164,10 +168,12 @@ class FaceService:
         day = self.counters.hit(ctx, name, window=timedelta(days=1), now=now)
         return minute > per_minute, day > per_day
 
-    def _decide(self, ctx: TenantContext, operation: Operation, use_case: str, **facts: Any) -> Decision:
+    def _decide(
+        self, ctx: TenantContext, operation: Operation, use_case: str, *, count_attempt: bool = True, **facts: Any
+    ) -> Decision:
         now = self.clock()
         tenant = self.registry.current(ctx)
-        rate, volume = self._limits(ctx, tenant, operation, use_case, now)
+        rate, volume = self._limits(ctx, tenant, operation, use_case, now) if count_attempt else (False, False)
         decision = self.gate.decide(
             PolicyRequest(
                 tenant=tenant.facts(),
@@ -239,28 +245,87 @@ class FaceService:
         )
         return consent
 
+    def decide(
+        self,
+        ctx: TenantContext,
+        operation: Operation,
+        gallery_id: str,
+        *,
+        face_count: int = UNKNOWN,
+        subject_id: str | None = None,
+        consent_id: str | None = None,
+        threshold: float | None = None,
+        top_k: int = 1,
+        purpose: str | None = None,
+        case_reference: str | None = None,
+        count_attempt: bool = True,
+    ) -> Decision:
+        """The gate's decision for an enrol, verify or search on one of the caller's galleries.
+
+        The workflows call it twice: first before detection (``face_count`` unknown; the attempt is
+        counted against the rate limits), then with the detected face count (not counted again).
+        Raises :class:`PolicyDeniedError` (audited) on deny.
+        """
+        gallery, use_case = self._gallery_facts(ctx, gallery_id)
+        facts: dict[str, Any] = {}
+        if operation is Operation.ENROL:
+            consent = self.consents.get(ctx, subject_id, consent_id) if subject_id and consent_id else None
+            facts["consent_valid"] = consent is not None and consent.valid_for(use_case, self.clock())
+        else:
+            facts.update(threshold=threshold, top_k=top_k, purpose=purpose, case_reference=case_reference)
+        decision = self._decide(
+            ctx,
+            operation,
+            use_case,
+            count_attempt=count_attempt,
+            gallery=gallery.facts() if gallery else None,
+            gallery_found=gallery is not None,
+            face_count=face_count,
+            **facts,
+        )
+        if operation is not Operation.ENROL and decision.threshold is None:
+            raise PolicyDeniedError("the decision carries no threshold", decision)
+        return decision
+
     def enrol(
         self, ctx: TenantContext, gallery_id: str, *, subject_id: str, consent_id: str, analysis: FaceAnalysis
     ) -> EnrolResult:
         """Store one template of a consenting subject. Exactly one face; consent for the gallery's use case."""
-        gallery, use_case = self._gallery_facts(ctx, gallery_id)
+        decision = self.decide(
+            ctx, Operation.ENROL, gallery_id, face_count=len(analysis), subject_id=subject_id, consent_id=consent_id
+        )
+        return self.store_template(
+            ctx,
+            gallery_id,
+            subject_id=subject_id,
+            consent_id=consent_id,
+            embedding=analysis.embeddings[0],
+            decision=decision,
+        )
+
+    def store_template(
+        self,
+        ctx: TenantContext,
+        gallery_id: str,
+        *,
+        subject_id: str,
+        consent_id: str,
+        embedding: Embedding,
+        decision: Decision,
+    ) -> EnrolResult:
+        """Write the template an allowed enrol decision covers (gallery count capped in the same write)."""
+        if not decision.allowed or decision.operation != Operation.ENROL.value:
+            raise PolicyDeniedError("storing a template needs an allowed enrol decision", decision)
+        gallery = self.galleries.find(ctx, gallery_id)
         consent = self.consents.get(ctx, subject_id, consent_id)
         now = self.clock()
-        decision = self._decide(
-            ctx,
-            Operation.ENROL,
-            use_case,
-            gallery=gallery.facts() if gallery else None,
-            gallery_found=gallery is not None,
-            face_count=len(analysis),
-            consent_valid=consent is not None and consent.valid_for(use_case, now),
-        )
-        if gallery is None or consent is None:  # refused by the gate above; narrows the types
+        if gallery is None:
             raise GalleryNotFoundError("No such gallery.")
-        spec = self._use_case(use_case)
+        if consent is None or not consent.valid_for(gallery.use_case, now):
+            raise ConsentError("the consent was withdrawn or expired before the template was stored")
+        spec = self._use_case(gallery.use_case)
         retention = timedelta(days=spec.retention_days) if spec else DEFAULT_RETENTION
         expires_at = min(consent.expires_at, now + retention, now + DEFAULT_RETENTION)
-        embedding = analysis.embeddings[0]
         stored = self.templates.add(
             ctx, gallery, subject_id=subject_id, consent_id=consent_id, embedding=embedding, expires_at=expires_at
         )
@@ -279,22 +344,66 @@ class FaceService:
         )
         return EnrolResult(stored.template_id, gallery_id, subject_id, expires_at, embedding.model_version, decision)
 
-    def _finish(
-        self, ctx: TenantContext, gallery_id: str, decision: Decision, result: VerifyResult | SearchResult
-    ) -> MatchOutcome:
+    def match(
+        self,
+        ctx: TenantContext,
+        gallery_id: str,
+        decision: Decision,
+        probe: Embedding,
+        *,
+        subject_id: str | None = None,
+        top_k: int = 1,
+    ) -> VerifyResult | SearchResult:
+        """Compare a probe with the caller's gallery under an allowed verify or search decision."""
+        if not decision.allowed or decision.threshold is None:
+            raise PolicyDeniedError("matching needs an allowed verify or search decision", decision)
+        if decision.operation == Operation.VERIFY.value:
+            if subject_id is None:
+                raise GalleryNotFoundError("A verification names the subject to verify against.")
+            references = [
+                _reference(t)
+                for t in self.templates.of_subject(ctx, check_entity_id(subject_id, "subject"))
+                if t.gallery_id == gallery_id and t.expires_at > self.clock()
+            ]
+            if not references:
+                raise GalleryNotFoundError("No such subject in this gallery.")
+            return verify(probe, references, threshold=decision.threshold)
+        if decision.operation != Operation.SEARCH.value:
+            raise PolicyDeniedError("matching needs an allowed verify or search decision", decision)
+        templates = [_reference(t) for t in self.templates.in_gallery(ctx, gallery_id, now=self.clock())]
+        return search(probe, templates, threshold=decision.threshold, top_k=top_k, calibration=self.calibration)
+
+    def record_result(
+        self,
+        ctx: TenantContext,
+        gallery_id: str,
+        decision: Decision,
+        result: VerifyResult | SearchResult,
+        *,
+        request_id: str | None = None,
+    ) -> RequestRow:
+        """Store the result with its review state, then audit it. With a ``request_id`` it is idempotent:
+        a second call for the same request returns the stored row and writes nothing."""
         review = "not_required"
         if HUMAN_REVIEW in decision.obligations and not _no_match(result):
             review = "pending"
-        row = self.requests.put(
-            ctx,
-            operation=decision.operation,
-            gallery_id=gallery_id,
-            status="completed",
-            decision=decision.to_dict(),
-            result=result.to_dict(),
-            review_state=review,
-            retention=REQUEST_RETENTION,
-        )
+        try:
+            row = self.requests.put(
+                ctx,
+                operation=decision.operation,
+                gallery_id=gallery_id,
+                status="completed",
+                decision=decision.to_dict(),
+                result=result.to_dict(),
+                review_state=review,
+                retention=REQUEST_RETENTION,
+                request_id=request_id,
+            )
+        except ConflictError:
+            existing = self.requests.get(ctx, request_id) if request_id else None
+            if existing is None:
+                raise
+            return existing
         self.audit.append(
             ctx,
             f"{decision.operation}.completed",
@@ -306,25 +415,53 @@ class FaceService:
                 "policy": decision.policy_version,
             },
         )
-        return MatchOutcome(row.request_id, decision, result, review)
+        return row
 
-    def _decide_match(
-        self, ctx: TenantContext, operation: Operation, gallery_id: str, analysis: FaceAnalysis, **facts: Any
-    ) -> tuple[Decision, float]:
-        """The gate's decision for a verify or search on this gallery, and the threshold it fixed."""
-        gallery, use_case = self._gallery_facts(ctx, gallery_id)
-        decision = self._decide(
-            ctx,
-            operation,
-            use_case,
-            gallery=gallery.facts() if gallery else None,
-            gallery_found=gallery is not None,
-            face_count=len(analysis),
-            **facts,
-        )
-        if decision.threshold is None:
-            raise PolicyDeniedError("the decision carries no threshold", decision)
-        return decision, decision.threshold
+    def record_failure(
+        self,
+        ctx: TenantContext,
+        *,
+        request_id: str,
+        operation: str,
+        gallery_id: str | None,
+        status: str,
+        reasons: list[dict[str, str]],
+        decision: dict[str, Any] | None = None,
+    ) -> RequestRow:
+        """Record a request that ended without a result: ``refused`` by the gate (already audited as
+        ``request.denied``) or ``failed`` (bad input, an error), audited here. Idempotent per request."""
+        if status not in ("refused", "failed"):
+            raise ValueError(f"a request without a result is 'refused' or 'failed', not {status!r}")
+        try:
+            row = self.requests.put(
+                ctx,
+                operation=operation,
+                gallery_id=gallery_id,
+                status=status,
+                decision=decision or {"allowed": False, "reasons": reasons},
+                result={"reasons": reasons},
+                review_state="not_required",
+                retention=REQUEST_RETENTION,
+                request_id=request_id,
+            )
+        except ConflictError:
+            existing = self.requests.get(ctx, request_id)
+            if existing is None:
+                raise
+            return existing
+        if status == "failed":
+            self.audit.append(
+                ctx,
+                "request.failed",
+                {"request_id": request_id, "operation": operation, "gallery_id": gallery_id, "reasons": reasons},
+            )
+        return row
+
+    def _outcome(
+        self, ctx: TenantContext, gallery_id: str, decision: Decision, result: VerifyResult | SearchResult
+    ) -> MatchOutcome:
+        row = self.record_result(ctx, gallery_id, decision, result)
+        return MatchOutcome(row.request_id, decision, result, row.review_state)
 
     def verify(
         self,
@@ -338,24 +475,17 @@ class FaceService:
         case_reference: str | None = None,
     ) -> MatchOutcome:
         """1:1: is the person in the probe the enrolled ``subject_id``?"""
-        decision, match_threshold = self._decide_match(
+        decision = self.decide(
             ctx,
             Operation.VERIFY,
             gallery_id,
-            analysis,
+            face_count=len(analysis),
             threshold=threshold,
             purpose=purpose,
             case_reference=case_reference,
         )
-        references = [
-            _reference(t)
-            for t in self.templates.of_subject(ctx, check_entity_id(subject_id, "subject"))
-            if t.gallery_id == gallery_id and t.expires_at > self.clock()
-        ]
-        if not references:
-            raise GalleryNotFoundError("No such subject in this gallery.")
-        result = verify(analysis.embeddings[0], references, threshold=match_threshold)
-        return self._finish(ctx, gallery_id, decision, result)
+        result = self.match(ctx, gallery_id, decision, analysis.embeddings[0], subject_id=subject_id)
+        return self._outcome(ctx, gallery_id, decision, result)
 
     def search(
         self,
@@ -369,21 +499,18 @@ class FaceService:
         case_reference: str | None = None,
     ) -> MatchOutcome:
         """1:N over one of the caller's galleries: open set, capped, with the expected false candidates."""
-        decision, match_threshold = self._decide_match(
+        decision = self.decide(
             ctx,
             Operation.SEARCH,
             gallery_id,
-            analysis,
+            face_count=len(analysis),
             threshold=threshold,
             top_k=top_k,
             purpose=purpose,
             case_reference=case_reference,
         )
-        templates = [_reference(t) for t in self.templates.in_gallery(ctx, gallery_id, now=self.clock())]
-        result = search(
-            analysis.embeddings[0], templates, threshold=match_threshold, top_k=top_k, calibration=self.calibration
-        )
-        return self._finish(ctx, gallery_id, decision, result)
+        result = self.match(ctx, gallery_id, decision, analysis.embeddings[0], top_k=top_k)
+        return self._outcome(ctx, gallery_id, decision, result)
 
     def review(self, ctx: TenantContext, request_id: str, *, confirm: bool) -> RequestRow:
         """A reviewer confirms or rejects a match; two distinct people when the decision obliges it."""

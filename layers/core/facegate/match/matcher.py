@@ -13,9 +13,9 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from facegate.embedding import EMBEDDING_DIM, Embedding
 from facegate.errors import EmbeddingMismatchError
 from facegate.match.calibration import Calibration
-from facegate.vision.embedder import EMBEDDING_DIM, Embedding
 
 MAX_TOP_K: Final = 50
 

@@ -130,6 +130,20 @@ class Decision:
             "max_results": self.max_results,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Decision:
+        """The inverse of :meth:`to_dict` (a decision carried between workflow states)."""
+        return cls(
+            allowed=bool(data["allowed"]),
+            reasons=tuple(Reason(r["code"], r["message"]) for r in data["reasons"]),
+            obligations=tuple(data["obligations"]),
+            policy_version=data["policy_version"],
+            operation=data["operation"],
+            use_case=data["use_case"],
+            threshold=data.get("threshold"),
+            max_results=data.get("max_results"),
+        )
+
 
 @dataclass(frozen=True)
 class _PolicyMeta:

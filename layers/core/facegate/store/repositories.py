@@ -20,6 +20,7 @@ from pynamodb.exceptions import DoesNotExist, PynamoDBException
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
+from facegate.embedding import Embedding
 from facegate.errors import ConflictError, ConsentError, GalleryNotFoundError, StorageError, TenantNotFoundError
 from facegate.policy.gate import ApprovalFacts, GalleryFacts, TenantFacts
 from facegate.store.models import (
@@ -34,7 +35,6 @@ from facegate.store.models import (
     connection_of,
 )
 from facegate.tenancy import TenantContext, check_entity_id, check_tenant_id
-from facegate.vision.embedder import Embedding
 
 M = TypeVar("M", bound=Model)
 _CONFLICT_CODES = {"ConditionalCheckFailedException", "TransactionCanceledException"}

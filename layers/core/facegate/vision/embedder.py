@@ -7,56 +7,16 @@ L2-normalised here (the network's ``fc1`` is not), compared by cosine similarity
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 import onnxruntime as ort
 
-from facegate.errors import EmbeddingMismatchError
+from facegate.embedding import EMBEDDING_DIM, MODEL_VERSION, Embedding, FloatArray, l2_normalise
+
+__all__ = ["EMBEDDING_DIM", "MODEL_VERSION", "Embedding", "SFaceEmbedder", "l2_normalise"]
 from facegate.vision.align import CROP_SIZE
 from facegate.vision.decode import BgrImage
-
-EMBEDDING_DIM: Final = 128
-MODEL_VERSION: Final = "sface-2021dec"
-
-FloatArray = npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True)
-class Embedding:
-    """One face template: a unit-length float32 vector and the model version that produced it."""
-
-    vector: FloatArray
-    model_version: str
-
-    def __post_init__(self) -> None:
-        if self.vector.shape != (EMBEDDING_DIM,) or self.vector.dtype != np.float32:
-            raise EmbeddingMismatchError(
-                f"an embedding is a float32 vector of {EMBEDDING_DIM}, got {self.vector.dtype} {self.vector.shape}"
-            )
-
-    def cosine(self, other: Embedding) -> float:
-        """Cosine similarity; refuses to compare templates from different model versions."""
-        if other.model_version != self.model_version:
-            raise EmbeddingMismatchError(f"cannot compare {self.model_version} with {other.model_version} templates")
-        return float(np.dot(self.vector, other.vector))
-
-    def to_bytes(self) -> bytes:
-        """Compact little-endian float32 form (512 bytes) for storage."""
-        return self.vector.astype("<f4").tobytes()
-
-    @classmethod
-    def from_bytes(cls, data: bytes, model_version: str) -> Embedding:
-        if len(data) != EMBEDDING_DIM * 4:
-            raise EmbeddingMismatchError(f"a stored template is {EMBEDDING_DIM * 4} bytes, got {len(data)}")
-        return cls(np.frombuffer(data, dtype="<f4").astype(np.float32), model_version)
-
-
-def l2_normalise(x: FloatArray) -> FloatArray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.asarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 class SFaceEmbedder:

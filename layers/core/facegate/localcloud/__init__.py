@@ -1,0 +1,1 @@
+"""The local cloud: moto in-process with the real template, ASL and handlers (see ``cloud``)."""

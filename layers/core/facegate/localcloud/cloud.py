@@ -1,0 +1,211 @@
+"""The local cloud: moto in-process, the real template deployed, the real ASL executed, the real
+handlers run for the Lambda tasks, S3 → EventBridge → Step Functions delivered. No Docker, no account.
+
+    with LocalCloud() as cloud:
+        ref = cloud.put_probe("hmp-northfield", "staff-access", jpeg, operation="search", purpose="...")
+        run = cloud.wait_for(cloud.execution_for(ref))
+        print(run.status, run.path)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from facegate.localcloud.adapter import Adapter, activate, deactivate
+from facegate.localcloud.deploy import Stack
+from facegate.localcloud.template import load_template, translate
+from facegate.workflow.models import ObjectRef
+
+REGION: Final = "us-east-1"
+MOTO_CONFIG: Final = {
+    "lambda": {"use_docker": False},
+    "batch": {"use_docker": False},
+    "stepfunctions": {"execute_state_machine": True},
+}
+# What a Lambda function's environment holds in AWS and the local cloud must supply itself.
+LOCAL_FUNCTION_ENV: Final = {
+    "AWS_REGION": REGION,
+    "AWS_DEFAULT_REGION": REGION,
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
+}
+_ENDPOINT_VARIABLES: Final = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_S3")
+
+
+def repo_root() -> Path:
+    """The source tree holding template.yaml: the working directory or one of its parents."""
+    here = Path.cwd().resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "template.yaml").is_file() and (candidate / "functions").is_dir():
+            return candidate
+    raise FileNotFoundError("template.yaml not found here or above: run from the facegate source tree")
+
+
+@dataclass(frozen=True)
+class Execution:
+    arn: str
+    status: str
+    path: list[str]
+    output: Any
+    error: str | None
+    cause: str | None
+
+
+class LocalCloud:
+    def __init__(self, *, root: Path | None = None, stack_name: str = "facegate", log_level: str = "WARNING") -> None:
+        self.root = root or repo_root()
+        self.stack_name = stack_name
+        self.log_level = log_level
+        self.adapter = Adapter()
+        self._mock: Any = None
+        self._saved_env: dict[str, str] = {}
+        self.stack: Stack | None = None
+        self.outputs: dict[str, Any] = {}
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalCloud:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        from moto import mock_aws
+
+        from facegate.settings import Settings
+        from facegate.store.models import configure
+
+        self._saved_env = dict(os.environ)
+        for name in _ENDPOINT_VARIABLES:  # in-process moto intercepts AWS's own endpoints only
+            os.environ.pop(name, None)
+        os.environ.update(
+            {
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_SESSION_TOKEN": "local",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                "FACEGATE_TABLE_PREFIX": self.stack_name,
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+            }
+        )
+        self._mock = mock_aws(config=MOTO_CONFIG)  # type: ignore[call-overload]
+        self._mock.start()
+        activate(self.adapter)
+        template = translate(load_template(self.root / "template.yaml"), region=REGION)
+        self.stack = Stack(
+            self.stack_name,
+            template,
+            root=self.root,
+            region=REGION,
+            adapter=self.adapter,
+            local_env={**LOCAL_FUNCTION_ENV, "POWERTOOLS_LOG_LEVEL": self.log_level},
+        )
+        self.stack.deploy()
+        self.outputs = self.stack.outputs()
+        configure(Settings.from_env())  # this process (operator tools, the demo) uses the same tables
+
+    def stop(self) -> None:
+        deactivate()
+        if self._mock is not None:
+            self._mock.stop()
+            self._mock = None
+        os.environ.clear()
+        os.environ.update(self._saved_env)
+
+    # --- clients ----------------------------------------------------------------------------------
+
+    def client(self, service: str) -> Any:
+        if self.stack is None:
+            raise RuntimeError("the local cloud is not started")
+        return self.stack.client(service)
+
+    @property
+    def bucket(self) -> str:
+        return str(self.outputs["ProbeBucketName"])
+
+    def function_name(self, logical: str) -> str:
+        assert self.stack is not None
+        return str(self.stack.refs[logical])
+
+    # --- S3 and workflows -------------------------------------------------------------------------
+
+    def put_object(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> ObjectRef:
+        """Upload as a tenant system would; the bucket's EventBridge notification fires on the way."""
+        put = self.client("s3").put_object(Bucket=self.bucket, Key=key, Body=data, Metadata=metadata or {})
+        return ObjectRef(bucket=self.bucket, key=key, version_id=put.get("VersionId"))
+
+    def put_probe(self, tenant: str, gallery: str, data: bytes, name: str | None = None, **metadata: str) -> ObjectRef:
+        """A probe under ``tenants/<tenant>/probes/<gallery>/``; metadata keys use '-' for '_'."""
+        key = f"tenants/{tenant}/probes/{gallery}/{name or uuid.uuid4().hex + '.jpg'}"
+        return self.put_object(key, data, {k.replace("_", "-"): str(v) for k, v in metadata.items()})
+
+    def state_machine_arn(self, output: str) -> str:
+        return str(self.outputs[output])
+
+    def start_execution(self, output: str, payload: dict[str, Any], name: str | None = None) -> str:
+        """Start a workflow directly (as the API does for Enrol), always with a unique name."""
+        name = name or f"{payload.get('request_id', 'run')}-{uuid.uuid4().hex[:8]}"
+        arn: str = self.client("stepfunctions").start_execution(
+            stateMachineArn=self.state_machine_arn(output), name=name[:80], input=json.dumps(payload)
+        )["executionArn"]
+        return arn
+
+    def executions_for(self, ref: ObjectRef) -> list[str]:
+        """The executions the upload's event started (a duplicated event starts a second one)."""
+        sfn = self.client("stepfunctions")
+        found = []
+        for arn in list(self.adapter.executions_started):
+            detail = json.loads(sfn.describe_execution(executionArn=arn)["input"]).get("detail", {})
+            obj = detail.get("object", {})
+            if obj.get("key") == ref.key and obj.get("version-id") == ref.version_id:
+                found.append(arn)
+        return found
+
+    def execution_for(self, ref: ObjectRef, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.executions_for(ref)
+            if found:
+                return found[0]
+            time.sleep(0.05)
+        raise TimeoutError(f"no execution started for s3://{ref.bucket}/{ref.key}: is the rule's pattern right?")
+
+    def wait_for(self, execution_arn: str, timeout: float = 120.0) -> Execution:
+        sfn = self.client("stepfunctions")
+        deadline = time.monotonic() + timeout
+        while True:
+            desc = sfn.describe_execution(executionArn=execution_arn)
+            if desc["status"] != "RUNNING":
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{execution_arn} still running after {timeout} s")
+            time.sleep(0.05)
+        output = json.loads(desc["output"]) if desc.get("output") else None
+        return Execution(
+            execution_arn, desc["status"], self.path(execution_arn), output, desc.get("error"), desc.get("cause")
+        )
+
+    def path(self, execution_arn: str) -> list[str]:
+        """The states the execution entered, in order."""
+        events = self.client("stepfunctions").get_execution_history(executionArn=execution_arn, maxResults=1000)[
+            "events"
+        ]
+        return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+
+    def object_exists(self, ref: ObjectRef) -> bool:
+        args = {"Bucket": ref.bucket, "Key": ref.key, **({"VersionId": ref.version_id} if ref.version_id else {})}
+        try:
+            self.client("s3").head_object(**args)
+        except self.client("s3").exceptions.ClientError:
+            return False
+        return True

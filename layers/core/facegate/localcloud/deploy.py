@@ -1,0 +1,495 @@
+"""Deploy the translated template into moto, resource by resource, as CloudFormation would.
+
+moto's own CloudFormation does not do for this template what AWS does (state machines land in the
+non-executing backend and ignore ``DefinitionSubstitutions``, the bucket's EventBridge configuration
+is dropped), so the stack is created here through the services' APIs, in dependency order, with the
+intrinsic functions resolved. A resource type this deployer does not know is an error, never skipped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import sys
+import threading
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from io import BytesIO
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Final
+
+import boto3
+
+from facegate.localcloud.adapter import Adapter, LocalFunction
+
+ACCOUNT: Final = "123456789012"
+NO_VALUE: Final = object()
+_SUB: Final = re.compile(r"\$\{([^}!][^}]*)\}")
+_ENV_LOCK: Final = threading.Lock()
+
+
+class DeployError(RuntimeError):
+    pass
+
+
+def _placeholder_zip() -> bytes:
+    """Lambda needs a code package; the local cloud runs the handler from the source tree instead."""
+    buf = BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("README", "facegate local cloud: the handler runs from the source tree")
+    return buf.getvalue()
+
+
+@contextmanager
+def function_environment(env: dict[str, str]) -> Iterator[None]:
+    """Import a handler under its function's environment (module-level code reads it at cold start)."""
+    with _ENV_LOCK:
+        saved = dict(os.environ)
+        os.environ.update(env)
+        try:
+            yield
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+class Stack:
+    """One deployed stack: physical ids (``Ref``) and attributes (``GetAtt``) of every resource."""
+
+    def __init__(
+        self,
+        name: str,
+        template: dict[str, Any],
+        *,
+        root: Path,
+        region: str,
+        adapter: Adapter,
+        parameters: dict[str, Any] | None = None,
+        local_env: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.template = template
+        self.root = root
+        self.region = region
+        self.adapter = adapter
+        self.local_env = local_env or {}
+        self.refs: dict[str, Any] = {
+            "AWS::StackName": name,
+            "AWS::Region": region,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::NoValue": NO_VALUE,
+        }
+        for key, spec in template.get("Parameters", {}).items():
+            value = (parameters or {}).get(key, spec.get("Default"))
+            if value is None:
+                raise DeployError(f"parameter {key} has no value and no default")
+            self.refs[key] = value
+        self.attrs: dict[str, dict[str, Any]] = {}
+        self.modules: dict[str, ModuleType] = {}
+        self._client_cache: dict[str, Any] = {}
+
+    def client(self, service: str) -> Any:
+        if service not in self._client_cache:
+            self._client_cache[service] = boto3.client(service, region_name=self.region)
+        return self._client_cache[service]
+
+    # --- intrinsic functions ------------------------------------------------------------------------
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [v for v in (self.resolve(x) for x in value) if v is not NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            ((key, arg),) = value.items()
+            if key == "Ref":
+                if arg not in self.refs:
+                    raise DeployError(f"Ref to {arg}, which is not deployed (yet)")
+                return self.refs[arg]
+            if key == "Fn::GetAtt":
+                logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+                try:
+                    return self.attrs[logical][attr]
+                except KeyError:
+                    raise DeployError(f"GetAtt {logical}.{attr} is not available") from None
+            if key == "Fn::Sub":
+                text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1]))
+                return _SUB.sub(lambda m: str(self._sub_var(m.group(1), extra)), text)
+            if key == "Fn::Join":
+                sep, items = arg
+                return sep.join(str(v) for v in self.resolve(items))
+            if key == "Fn::Select":
+                index, items = arg
+                return self.resolve(items)[int(self.resolve(index))]
+            if key.startswith("Fn::") or key == "Condition":
+                raise DeployError(f"the local deployer does not support {key}")
+        return {k: r for k, r in ((k, self.resolve(v)) for k, v in value.items()) if r is not NO_VALUE}
+
+    def _sub_var(self, name: str, extra: dict[str, Any]) -> Any:
+        if name in extra:
+            return extra[name]
+        if "." in name:
+            logical, attr = name.split(".", 1)
+            return self.resolve({"Fn::GetAtt": [logical, attr]})
+        return self.resolve({"Ref": name})
+
+    # --- order ------------------------------------------------------------------------------------
+
+    def order(self) -> list[str]:
+        resources = self.template["Resources"]
+        deps = {logical: _references(body) & set(resources) for logical, body in resources.items()}
+        for logical, body in resources.items():
+            extra = body.get("DependsOn", [])
+            deps[logical] |= {extra} if isinstance(extra, str) else set(extra)
+        done: list[str] = []
+        while len(done) < len(resources):
+            ready = sorted(r for r in resources if r not in done and deps[r] <= set(done))
+            if not ready:
+                raise DeployError(f"circular references among {sorted(set(resources) - set(done))}")
+            done.extend(ready)
+        return done
+
+    def deploy(self) -> None:
+        for logical in self.order():
+            body = self.template["Resources"][logical]
+            creator = CREATORS.get(body["Type"])
+            if creator is None:
+                raise DeployError(f"{logical}: the local cloud cannot deploy {body['Type']}")
+            props = self.resolve(body.get("Properties", {}))
+            ref, attrs = creator(self, logical, props, body)
+            self.refs[logical] = ref
+            self.attrs[logical] = attrs
+
+    def outputs(self) -> dict[str, Any]:
+        return {k: self.resolve(v["Value"]) for k, v in self.template.get("Outputs", {}).items()}
+
+    def arn(self, service: str, resource: str) -> str:
+        return f"arn:aws:{service}:{self.region}:{ACCOUNT}:{resource}"
+
+
+def _references(node: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, arg in node.items():
+            if key == "Ref" and isinstance(arg, str):
+                found.add(arg)
+            elif key == "Fn::GetAtt":
+                found.add(arg[0] if isinstance(arg, list) else arg.split(".", 1)[0])
+            elif key == "Fn::Sub":
+                text = arg if isinstance(arg, str) else arg[0]
+                found |= {m.split(".", 1)[0] for m in _SUB.findall(text)}
+                if not isinstance(arg, str):
+                    found |= _references(arg[1])
+            else:
+                found |= _references(arg)
+    elif isinstance(node, list):
+        for item in node:
+            found |= _references(item)
+    return found
+
+
+Created = tuple[Any, dict[str, Any]]
+
+
+def _kms_key(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    key = stack.client("kms").create_key(Description=p.get("Description", logical), Policy=json.dumps(p["KeyPolicy"]))
+    meta = key["KeyMetadata"]
+    if p.get("EnableKeyRotation"):
+        stack.client("kms").enable_key_rotation(KeyId=meta["KeyId"])
+    return meta["KeyId"], {"Arn": meta["Arn"], "KeyId": meta["KeyId"]}
+
+
+def _bucket(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    s3 = stack.client("s3")
+    name = p.get("BucketName") or f"{stack.name}-{logical.lower()}"
+    s3.create_bucket(Bucket=name)
+    if "VersioningConfiguration" in p:
+        s3.put_bucket_versioning(
+            Bucket=name, VersioningConfiguration={"Status": p["VersioningConfiguration"]["Status"]}
+        )
+    if "BucketEncryption" in p:
+        rules = [
+            {
+                "ApplyServerSideEncryptionByDefault": {
+                    "SSEAlgorithm": r["ServerSideEncryptionByDefault"]["SSEAlgorithm"],
+                    "KMSMasterKeyID": r["ServerSideEncryptionByDefault"].get("KMSMasterKeyID", ""),
+                },
+                "BucketKeyEnabled": bool(r.get("BucketKeyEnabled", False)),
+            }
+            for r in p["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        ]
+        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
+    if "PublicAccessBlockConfiguration" in p:
+        s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=p["PublicAccessBlockConfiguration"])
+    if "OwnershipControls" in p:
+        s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=p["OwnershipControls"])
+    if "LifecycleConfiguration" in p:
+        s3.put_bucket_lifecycle_configuration(
+            Bucket=name,
+            LifecycleConfiguration={"Rules": [_lifecycle_rule(r) for r in p["LifecycleConfiguration"]["Rules"]]},
+        )
+    notification = p.get("NotificationConfiguration", {})
+    if notification.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
+        s3.put_bucket_notification_configuration(
+            Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
+        )
+    return name, {"Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"}
+
+
+def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
+    """CloudFormation's lifecycle rule shape to the S3 API's."""
+    out: dict[str, Any] = {
+        "ID": rule.get("Id", "rule"),
+        "Status": rule["Status"],
+        "Filter": {"Prefix": rule.get("Prefix", "")},
+    }
+    if "ExpirationInDays" in rule:
+        out["Expiration"] = {"Days": int(rule["ExpirationInDays"])}
+    if "NoncurrentVersionExpiration" in rule:
+        out["NoncurrentVersionExpiration"] = {
+            "NoncurrentDays": int(rule["NoncurrentVersionExpiration"]["NoncurrentDays"])
+        }
+    if "AbortIncompleteMultipartUpload" in rule:
+        days = int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
+        out["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": days}
+    return out
+
+
+def _bucket_policy(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    stack.client("s3").put_bucket_policy(Bucket=p["Bucket"], Policy=json.dumps(p["PolicyDocument"]))
+    return f"{p['Bucket']}-policy", {}
+
+
+def _event_bus(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    arn = stack.client("events").create_event_bus(Name=p["Name"])["EventBusArn"]
+    return p["Name"], {"Arn": arn, "Name": p["Name"]}
+
+
+def _table(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    ddb = stack.client("dynamodb")
+    args: dict[str, Any] = {
+        "TableName": p["TableName"],
+        "AttributeDefinitions": p["AttributeDefinitions"],
+        "KeySchema": p["KeySchema"],
+        "BillingMode": p.get("BillingMode", "PAY_PER_REQUEST"),
+    }
+    if "GlobalSecondaryIndexes" in p:
+        args["GlobalSecondaryIndexes"] = p["GlobalSecondaryIndexes"]
+    sse = p.get("SSESpecification")
+    if sse:
+        args["SSESpecification"] = {"Enabled": bool(sse["SSEEnabled"]), "SSEType": sse.get("SSEType", "KMS")}
+        if "KMSMasterKeyId" in sse:
+            args["SSESpecification"]["KMSMasterKeyId"] = sse["KMSMasterKeyId"]
+    table = ddb.create_table(**args)["TableDescription"]
+    if "TimeToLiveSpecification" in p:
+        ddb.update_time_to_live(TableName=p["TableName"], TimeToLiveSpecification=p["TimeToLiveSpecification"])
+    pitr = p.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled")
+    if pitr:
+        ddb.update_continuous_backups(
+            TableName=p["TableName"], PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+        )
+    return p["TableName"], {"Arn": table["TableArn"]}
+
+
+def _role(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    iam = stack.client("iam")
+    name = p.get("RoleName") or f"{stack.name}-{logical}"[:64]
+    role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(p["AssumeRolePolicyDocument"]))["Role"]
+    for policy in p.get("Policies", []):
+        # SAM's generated policies carry no Version (IAM then reads them as 2008-10-17); moto refuses
+        # anything older than 2012-10-17. They use no policy variables, so the two read the same.
+        document = {"Version": "2012-10-17", **policy["PolicyDocument"]}
+        iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(document))
+    return name, {"Arn": role["Arn"], "RoleId": role["RoleId"], "ManagedPolicyArns": p.get("ManagedPolicyArns", [])}
+
+
+def _layer(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    arn = stack.client("lambda").publish_layer_version(
+        LayerName=p["LayerName"],
+        Content={"ZipFile": _placeholder_zip()},
+        CompatibleRuntimes=p.get("CompatibleRuntimes", []),
+    )["LayerVersionArn"]
+    return arn, {}
+
+
+def _log_group(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    logs = stack.client("logs")
+    name = p.get("LogGroupName") or f"/{stack.name}/{logical}"
+    logs.create_log_group(logGroupName=name)
+    if "RetentionInDays" in p:
+        logs.put_retention_policy(logGroupName=name, retentionInDays=int(p["RetentionInDays"]))
+    return name, {"Arn": stack.arn("logs", f"log-group:{name}:*")}
+
+
+def _function(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    name = p.get("FunctionName") or f"{stack.name}-{logical}"[:64]
+    env = {k: str(v) for k, v in p.get("Environment", {}).get("Variables", {}).items()}
+    args: dict[str, Any] = {
+        "FunctionName": name,
+        "Role": p["Role"],
+        "Timeout": int(p.get("Timeout", 3)),
+        "MemorySize": int(p.get("MemorySize", 128)),
+        "Environment": {"Variables": env},
+    }
+    if p.get("PackageType") == "Image":
+        command = p.get("ImageConfig", {}).get("Command", [])
+        folder = body.get("Metadata", {}).get("DockerBuildArgs", {}).get("FUNCTION")
+        if not command or not folder:
+            raise DeployError(f"{logical}: an image function needs ImageConfig.Command and DockerBuildArgs.FUNCTION")
+        source = stack.root / "functions" / folder
+        module, _, attr = command[0].rpartition(".")
+        module_file = source / f"{module.split('.', 1)[1].replace('.', '/')}.py"
+        args.update(PackageType="Image", Code={"ImageUri": p["Code"]["ImageUri"]})
+    else:
+        key = p["Code"]["S3Key"]
+        source = stack.root / key
+        module, _, attr = p["Handler"].rpartition(".")
+        module_file = source / f"{module.replace('.', '/')}.py"
+        args.update(Runtime=p["Runtime"], Handler=p["Handler"], Code={"ZipFile": _placeholder_zip()})
+        if p.get("Layers"):
+            args["Layers"] = p["Layers"]
+    fn = stack.client("lambda").create_function(**args)
+    handler = _load_handler(
+        stack, logical, module_file, attr, {**env, **stack.local_env, "AWS_LAMBDA_FUNCTION_NAME": name}
+    )
+    stack.adapter.register_function(
+        LocalFunction(name, fn["FunctionArn"], handler, int(args["MemorySize"]), int(args["Timeout"]))
+    )
+    return name, {"Arn": fn["FunctionArn"]}
+
+
+def _load_handler(stack: Stack, logical: str, path: Path, attr: str, env: dict[str, str]) -> Callable[..., Any]:
+    if not path.is_file():
+        raise DeployError(f"{logical}: handler source {path} does not exist")
+    module_name = f"facegate_local_{logical}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise DeployError(f"{logical}: cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    with function_environment(env):
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    stack.modules[logical] = module
+    handler = getattr(module, attr, None)
+    if not callable(handler):
+        raise DeployError(f"{logical}: {path} has no handler {attr}")
+    return handler  # type: ignore[no-any-return]
+
+
+def _state_machine(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    location = p.get("DefinitionS3Location")
+    if location:
+        definition = (stack.root / location["Key"]).read_text(encoding="utf-8")
+    else:
+        definition = p.get("DefinitionString") or json.dumps(p["Definition"])
+    subs = {k: str(v) for k, v in p.get("DefinitionSubstitutions", {}).items()}
+    missing = sorted(set(_SUB.findall(definition)) - set(subs))
+    if missing:
+        raise DeployError(f"{logical}: the definition uses undefined substitutions {missing}")
+    definition = _SUB.sub(lambda m: subs[m.group(1)], definition)
+    name = p.get("StateMachineName") or f"{stack.name}-{logical}"
+    arn = stack.client("stepfunctions").create_state_machine(
+        name=name, definition=definition, roleArn=p["RoleArn"], type=p.get("StateMachineType", "STANDARD")
+    )["stateMachineArn"]
+    return arn, {"Arn": arn, "Name": name}
+
+
+def _rule(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    events = stack.client("events")
+    name = p.get("Name") or f"{stack.name}-{logical}"[:64]
+    bus = p.get("EventBusName", "default")
+    arn = events.put_rule(
+        Name=name, EventPattern=json.dumps(p["EventPattern"]), State=p.get("State", "ENABLED"), EventBusName=bus
+    )["RuleArn"]
+    targets = [
+        {k: v for k, v in t.items() if k in ("Id", "Arn", "RoleArn", "Input", "InputPath")}
+        for t in p.get("Targets", [])
+    ]
+    if targets:
+        events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
+    return name, {"Arn": arn}
+
+
+def _permission(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    stack.client("lambda").add_permission(
+        FunctionName=p["FunctionName"],
+        StatementId=logical,
+        Action=p["Action"],
+        Principal=p["Principal"],
+        **({"SourceArn": p["SourceArn"]} if "SourceArn" in p else {}),
+    )
+    return logical, {}
+
+
+def _batch_compute(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    args: dict[str, Any] = {
+        "computeEnvironmentName": p.get("ComputeEnvironmentName") or f"{stack.name}-{logical}",
+        "type": p["Type"],
+        "state": p.get("State", "ENABLED"),
+    }
+    if "ServiceRole" in p:
+        args["serviceRole"] = p["ServiceRole"]
+    if "ComputeResources" in p:
+        args["computeResources"] = _camel_keys(p["ComputeResources"])
+    env = stack.client("batch").create_compute_environment(**args)
+    return env["computeEnvironmentArn"], {"ComputeEnvironmentArn": env["computeEnvironmentArn"]}
+
+
+def _batch_queue(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    queue = stack.client("batch").create_job_queue(
+        jobQueueName=p.get("JobQueueName") or f"{stack.name}-{logical}",
+        state=p.get("State", "ENABLED"),
+        priority=int(p["Priority"]),
+        computeEnvironmentOrder=_camel_keys(p["ComputeEnvironmentOrder"]),
+    )
+    return queue["jobQueueArn"], {"JobQueueArn": queue["jobQueueArn"]}
+
+
+def _batch_job_definition(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    args: dict[str, Any] = {
+        "jobDefinitionName": p.get("JobDefinitionName") or f"{stack.name}-{logical}",
+        "type": p["Type"],
+    }
+    if "ContainerProperties" in p:
+        args["containerProperties"] = _camel_keys(p["ContainerProperties"])
+    if "Parameters" in p:
+        args["parameters"] = p["Parameters"]
+    if "RetryStrategy" in p:
+        args["retryStrategy"] = _camel_keys(p["RetryStrategy"])
+    if "Timeout" in p:
+        args["timeout"] = _camel_keys(p["Timeout"])
+    arn = stack.client("batch").register_job_definition(**args)["jobDefinitionArn"]
+    return arn, {}
+
+
+def _camel_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k[:1].lower() + k[1:]: _camel_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_camel_keys(v) for v in value]
+    return value
+
+
+CREATORS: Final[dict[str, Callable[[Stack, str, dict[str, Any], dict[str, Any]], Created]]] = {
+    "AWS::KMS::Key": _kms_key,
+    "AWS::S3::Bucket": _bucket,
+    "AWS::S3::BucketPolicy": _bucket_policy,
+    "AWS::Events::EventBus": _event_bus,
+    "AWS::Events::Rule": _rule,
+    "AWS::DynamoDB::Table": _table,
+    "AWS::IAM::Role": _role,
+    "AWS::Lambda::LayerVersion": _layer,
+    "AWS::Lambda::Function": _function,
+    "AWS::Lambda::Permission": _permission,
+    "AWS::Logs::LogGroup": _log_group,
+    "AWS::StepFunctions::StateMachine": _state_machine,
+    "AWS::Batch::ComputeEnvironment": _batch_compute,
+    "AWS::Batch::JobQueue": _batch_queue,
+    "AWS::Batch::JobDefinition": _batch_job_definition,
+}

@@ -1,0 +1,1 @@
+"""The workflows' steps and their typed state models (see ``steps`` and ``models``)."""

@@ -1,0 +1,196 @@
+"""Typed inputs and outputs of the workflow states (what the ASL files pass between Lambda tasks).
+
+States pass S3 keys, ids and small JSON, never image bytes or crops: a Step Functions payload is at
+most 256 KB, and a photo is biometric data that must not sit in execution history. The one biometric
+value that crosses a state boundary is the probe's 512-byte template (Embed → Match / StoreTemplate).
+
+Where a tenant's files go in the bucket (the tenant's uploader role may write only under its prefix):
+
+- ``tenants/<tenant>/probes/<gallery>/<name>``: a probe; its "Object Created" event starts Recognize.
+  Object metadata says what to do: ``operation`` (``search`` or ``verify``), ``subject`` (verify),
+  ``purpose``, ``case-reference``, ``top-k``, ``threshold``, ``actor``.
+- ``tenants/<tenant>/uploads/<gallery>/<name>``: an enrolment photo, named in an Enrol request.
+- ``tenants/<tenant>/manifests/<name>.jsonl``: a bulk enrolment manifest (one subject per line).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from typing import Any, Final, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from facegate.embedding import Embedding
+from facegate.errors import InvalidRequestError
+from facegate.tenancy import ENTITY_ID, TENANT_ID, TenantContext
+
+PROBE_KEY: Final = re.compile(r"^tenants/(?P<tenant>[^/]+)/probes/(?P<gallery>[^/]+)/(?P<name>[^/]+)$")
+UPLOAD_KEY: Final = re.compile(r"^tenants/(?P<tenant>[^/]+)/uploads/(?P<gallery>[^/]+)/[^/]+$")
+MANIFEST_KEY: Final = re.compile(r"^tenants/(?P<tenant>[^/]+)/manifests/[^/]+\.jsonl$")
+MAX_FACES_LISTED: Final = 10
+"""Detect reports every face's count, but lists at most this many boxes (crowds are refused anyway)."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ObjectRef(_Model):
+    """One S3 object version: the only way an image enters a workflow."""
+
+    bucket: str = Field(min_length=3, max_length=63)
+    key: str = Field(min_length=1, max_length=1024)
+    version_id: str | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.bucket}/{self.key}#{self.version_id or ''}"
+
+    def request_id(self) -> str:
+        """The same object version always names the same request (a duplicated event finds it)."""
+        return hashlib.sha256(self.idempotency_key.encode()).hexdigest()[:32]
+
+
+def tenant_of_key(key: str) -> str | None:
+    """The tenant whose prefix holds ``key`` (``tenants/<tenant>/...``), or ``None``."""
+    parts = key.split("/")
+    if len(parts) >= 3 and parts[0] == "tenants" and TENANT_ID.fullmatch(parts[1]):
+        return parts[1]
+    return None
+
+
+class WorkflowRequest(_Model):
+    """What Recognize and Enrol run on, normalised by the first state from an S3 event or an API call."""
+
+    request_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    tenant_id: str = Field(pattern=TENANT_ID.pattern)
+    actor: str = Field(min_length=1, max_length=256)
+    operation: Literal["enrol", "verify", "search"]
+    gallery_id: str = Field(pattern=ENTITY_ID.pattern)
+    image: ObjectRef
+    subject_id: str | None = Field(default=None, pattern=ENTITY_ID.pattern)
+    consent_id: str | None = Field(default=None, pattern=ENTITY_ID.pattern)
+    purpose: str | None = Field(default=None, max_length=512)
+    case_reference: str | None = Field(default=None, max_length=256)
+    top_k: int = Field(default=1, ge=1, le=50)
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> WorkflowRequest:
+        if self.operation in ("verify", "enrol") and not self.subject_id:
+            raise ValueError(f"a {self.operation} request names its subject")
+        if self.operation == "enrol" and not self.consent_id:
+            raise ValueError("an enrol request names the consent it relies on")
+        if tenant_of_key(self.image.key) != self.tenant_id:
+            raise ValueError("the image must lie under the tenant's own prefix (tenants/<tenant>/...)")
+        return self
+
+    @property
+    def ctx(self) -> TenantContext:
+        return TenantContext(tenant_id=self.tenant_id, actor=self.actor)
+
+    @classmethod
+    def parse(cls, data: Any) -> WorkflowRequest:
+        return _parse(cls, data)
+
+    @classmethod
+    def from_probe(cls, image: ObjectRef, metadata: dict[str, str]) -> WorkflowRequest:
+        """A Recognize request from an uploaded probe: its key names the tenant and gallery, its
+        metadata the operation and declared purpose. Unknown metadata is refused, not ignored."""
+        match = PROBE_KEY.fullmatch(image.key)
+        if match is None:
+            raise InvalidRequestError(f"'{image.key}' is not a probe key (tenants/<tenant>/probes/<gallery>/<name>)")
+        meta = {k.lower(): v for k, v in metadata.items()}
+        known = {"operation", "subject", "purpose", "case-reference", "top-k", "threshold", "actor"}
+        unknown = sorted(set(meta) - known)
+        if unknown:
+            raise InvalidRequestError(
+                f"unknown probe metadata: {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+            )
+        try:
+            top_k = int(meta.get("top-k", "1"))
+            threshold = float(meta["threshold"]) if "threshold" in meta else None
+        except ValueError as exc:
+            raise InvalidRequestError(f"probe metadata top-k/threshold is not a number: {exc}") from exc
+        return cls.parse(
+            {
+                "request_id": image.request_id(),
+                "tenant_id": match["tenant"],
+                "actor": meta.get("actor", f"s3-upload:{match['tenant']}"),
+                "operation": meta.get("operation", "verify" if "subject" in meta else "search"),
+                "gallery_id": match["gallery"],
+                "image": image.model_dump(),
+                "subject_id": meta.get("subject"),
+                "purpose": meta.get("purpose"),
+                "case_reference": meta.get("case-reference"),
+                "top_k": top_k,
+                "threshold": threshold,
+            }
+        )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], data: Any) -> M:
+    """Validate a state's input; a bad payload is an :class:`InvalidRequestError` naming the fields."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors())
+        raise InvalidRequestError(f"invalid {model.__name__}: {problems}") from exc
+
+
+def object_created(event: dict[str, Any]) -> ObjectRef | None:
+    """The object of an EventBridge "Object Created" event from S3, or ``None`` for another shape."""
+    if event.get("source") != "aws.s3" or event.get("detail-type") != "Object Created":
+        return None
+    detail = event.get("detail") or {}
+    try:
+        return ObjectRef(
+            bucket=detail["bucket"]["name"],
+            key=detail["object"]["key"],
+            version_id=detail["object"].get("version-id"),
+        )
+    except (KeyError, TypeError, ValidationError) as exc:
+        raise InvalidRequestError(f"malformed S3 'Object Created' event: {exc}") from exc
+
+
+class FaceBox(_Model):
+    box: tuple[float, float, float, float]
+    landmarks: tuple[tuple[float, float], ...] = Field(min_length=5, max_length=5)
+    score: float
+
+
+class Detection(_Model):
+    """Detect's output: the face count (what the policy re-check needs) and the best faces' geometry."""
+
+    width: int
+    height: int
+    face_count: int = Field(ge=0)
+    faces: tuple[FaceBox, ...]
+
+
+class ProbeTemplate(_Model):
+    """Embed's output: the probe's template (base64 of 512 little-endian float32 bytes)."""
+
+    embedding: str
+    model_version: str
+
+    @classmethod
+    def of(cls, embedding: Embedding) -> ProbeTemplate:
+        return cls(embedding=base64.b64encode(embedding.to_bytes()).decode(), model_version=embedding.model_version)
+
+    def to_embedding(self) -> Embedding:
+        return Embedding.from_bytes(base64.b64decode(self.embedding, validate=True), self.model_version)
+
+
+class StateError(_Model):
+    """What a Catch puts at ``$.error``: the error name and its cause (Lambda's JSON, or text)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
+
+    error: str = Field(alias="Error")
+    cause: str = Field(default="", alias="Cause")

@@ -1,0 +1,389 @@
+"""The workflow states' work, one function per Lambda task; the handlers in ``functions/`` are thin
+wrappers that parse the event, call one of these and return its JSON.
+
+Recognize: PolicyCheck → Detect → FaceCheck → Embed → Match (result, review state, audit) →
+PublishResult → Finish (probe deleted, audited). Enrol: PolicyCheck → Detect → FaceCheck → Embed →
+StoreTemplate → Finish. A refusal or a failure goes to Finish as well, which records it (one request
+row, one audit entry) and deletes the image: nothing half-written, nothing silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any, Final
+
+import boto3
+from botocore.exceptions import ClientError
+
+from facegate import errors
+from facegate.errors import FacegateError, ImageTooLargeError, InvalidRequestError, PolicyDeniedError
+from facegate.policy import Decision, Operation
+from facegate.service import FaceService
+from facegate.settings import Settings
+from facegate.store.models import configure
+from facegate.workflow.models import (
+    MAX_FACES_LISTED,
+    Detection,
+    FaceBox,
+    ObjectRef,
+    ProbeTemplate,
+    StateError,
+    WorkflowRequest,
+    object_created,
+    tenant_of_key,
+)
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+
+    from facegate.vision.decode import BgrImage
+    from facegate.vision.detector import YuNetDetector
+    from facegate.vision.embedder import SFaceEmbedder
+
+IDEMPOTENCY_TTL_S: Final = 24 * 3600
+"""A duplicated S3 event arrives within seconds to hours; a day's window covers it, and the request id
+(derived from the object version) still refuses a second result after the record expires."""
+
+
+@dataclass
+class Runtime:
+    """What a handler builds once per container (cold start): settings, clients, the service."""
+
+    settings: Settings
+    service: FaceService
+    s3: Any
+    idempotency: BasePersistenceLayer | None = None
+
+    @classmethod
+    def from_env(cls) -> Runtime:
+        settings = Settings.from_env()
+        configure(settings)
+        s3 = boto3.client("s3", region_name=settings.region)
+        persistence = None
+        table = os.environ.get("FACEGATE_IDEMPOTENCY_TABLE")
+        if table:
+            from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+            persistence = DynamoDBPersistenceLayer(table_name=table)
+        return cls(settings=settings, service=FaceService(), s3=s3, idempotency=persistence)
+
+    # --- images in S3 ------------------------------------------------------------------------------
+
+    def read_image(self, ref: ObjectRef) -> BgrImage:
+        """Fetch and safely decode one object version; the size is checked before the download."""
+        from facegate.vision.decode import MAX_BYTES, decode_image
+
+        args = _object_args(ref)
+        try:
+            head = self.s3.head_object(**args)
+            if head["ContentLength"] > MAX_BYTES:
+                raise ImageTooLargeError(f"the image is {head['ContentLength']} bytes; the limit is {MAX_BYTES}")
+            data = self.s3.get_object(**args)["Body"].read()
+        except ClientError as exc:
+            raise InvalidRequestError(f"the image s3://{ref.bucket}/{ref.key} cannot be read: {_code(exc)}") from exc
+        return decode_image(data)
+
+    def delete_image(self, ref: ObjectRef) -> bool:
+        """Delete the object version (permanently, in a versioned bucket). ``False`` if it was gone."""
+        try:
+            self.s3.delete_object(**_object_args(ref))
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "NoSuchVersion", "404"):
+                return False
+            raise
+        return True
+
+
+def _object_args(ref: ObjectRef) -> dict[str, str]:
+    args = {"Bucket": ref.bucket, "Key": ref.key}
+    if ref.version_id:
+        args["VersionId"] = ref.version_id
+    return args
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "unknown"))
+
+
+@cache
+def detector() -> YuNetDetector:
+    from facegate.models import DETECTOR, ModelStore
+    from facegate.vision.detector import YuNetDetector
+    from facegate.vision.runtime import create_session
+
+    return YuNetDetector(create_session(ModelStore().path(DETECTOR)))
+
+
+@cache
+def embedder() -> SFaceEmbedder:
+    from facegate.models import EMBEDDER, ModelStore
+    from facegate.vision.embedder import SFaceEmbedder
+    from facegate.vision.runtime import create_session
+
+    return SFaceEmbedder(create_session(ModelStore().path(EMBEDDER)))
+
+
+# --- PolicyCheck -------------------------------------------------------------------------------------
+
+
+def policy_check(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, Any]:
+    """The first state of every workflow (``stage: request``) and the re-check on what Detect found
+    (``stage: faces``, which returns the decision alone). A deny is an answer, not an error: it comes
+    back as the decision, and the workflow's Choice state routes it to Finish."""
+    stage = event.get("stage")
+    if stage == "request":
+        return _request_stage(event.get("input"), rt, context)
+    if stage == "faces":
+        req = WorkflowRequest.parse(event.get("request"))
+        face_count = event.get("face_count")
+        if not isinstance(face_count, int) or face_count < 0:
+            raise InvalidRequestError("the face re-check needs the detected face_count")
+        return _decide(rt, req, face_count=face_count, count_attempt=False).to_dict()
+    raise InvalidRequestError(f"unknown policy stage {stage!r} (request or faces)")
+
+
+def _decide(rt: Runtime, req: WorkflowRequest, **facts: Any) -> Decision:
+    try:
+        return rt.service.decide(
+            req.ctx,
+            Operation(req.operation),
+            req.gallery_id,
+            subject_id=req.subject_id,
+            consent_id=req.consent_id,
+            threshold=req.threshold,
+            top_k=req.top_k,
+            purpose=req.purpose,
+            case_reference=req.case_reference,
+            **facts,
+        )
+    except PolicyDeniedError as exc:  # already audited as request.denied by the service
+        if isinstance(exc.decision, Decision):
+            return exc.decision
+        raise
+
+
+def _request_stage(raw: Any, rt: Runtime, context: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise InvalidRequestError("the workflow input is a JSON object")
+    probe = object_created(raw)
+    request = None if probe is not None else WorkflowRequest.parse(raw)
+    claim = {"request": probe.idempotency_key if probe is not None else request.request_id}  # type: ignore[union-attr]
+
+    def first_decision(claim: dict[str, str]) -> dict[str, Any]:
+        req = request
+        if probe is not None:
+            try:
+                head = rt.s3.head_object(**_object_args(probe))
+            except ClientError as exc:
+                raise InvalidRequestError(f"the probe {probe.key} cannot be read: {_code(exc)}") from exc
+            req = WorkflowRequest.from_probe(probe, head.get("Metadata", {}))
+        assert req is not None
+        decision = _decide(rt, req)
+        return {"duplicate": False, "request": req.model_dump(mode="json"), "decision": decision.to_dict()}
+
+    return _once(rt, first_decision, claim, context)
+
+
+def _mark_duplicate(response: Any, _record: Any) -> Any:
+    return {**response, "duplicate": True} if isinstance(response, dict) else response
+
+
+def _once(
+    rt: Runtime, fn: Callable[[dict[str, str]], dict[str, Any]], claim: dict[str, str], context: Any = None
+) -> dict[str, Any]:
+    """Run ``fn`` once per claim (Powertools idempotency on DynamoDB): a duplicated event gets the first
+    answer back, marked ``duplicate`` so the workflow stops, and writes nothing. A concurrent duplicate
+    (the first is still running) is a duplicate too."""
+    if rt.idempotency is None:
+        return fn(claim)
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+    from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+
+    config = IdempotencyConfig(expires_after_seconds=IDEMPOTENCY_TTL_S, response_hook=_mark_duplicate)  # type: ignore[arg-type]
+    if context is not None:
+        config.register_lambda_context(context)  # an in-progress claim expires with the invocation
+    once = idempotent_function(data_keyword_argument="claim", persistence_store=rt.idempotency, config=config)(fn)
+    try:
+        result: dict[str, Any] = once(claim=claim)
+    except IdempotencyAlreadyInProgressError:
+        return {"duplicate": True, "request": None, "decision": None}
+    return result
+
+
+# --- Detect and Embed ----------------------------------------------------------------------------------
+
+
+def detect(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+    req = WorkflowRequest.parse(event.get("request"))
+    image = rt.read_image(req.image)
+    found = detector().detect(image)
+    faces = tuple(
+        FaceBox(
+            box=face.box,
+            landmarks=tuple((float(x), float(y)) for x, y in face.landmarks),
+            score=face.score,
+        )
+        for face in list(found)[:MAX_FACES_LISTED]
+    )
+    return Detection(width=image.shape[1], height=image.shape[0], face_count=len(found), faces=faces).model_dump(
+        mode="json"
+    )
+
+
+def embed(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+    """The template of the best face (the re-check let through exactly the faces this use case allows)."""
+    import numpy as np
+
+    from facegate.vision.align import align_face
+
+    req = WorkflowRequest.parse(event.get("request"))
+    detection = Detection.model_validate(event.get("detection"))
+    if not detection.faces:
+        raise InvalidRequestError("Embed needs a detected face")
+    image = rt.read_image(req.image)
+    crop = align_face(image, np.asarray(detection.faces[0].landmarks, dtype=np.float32))
+    return ProbeTemplate.of(embedder().embed([crop])[0]).model_dump(mode="json")
+
+
+# --- Match and StoreTemplate ------------------------------------------------------------------------
+
+
+def _allowed(event: dict[str, Any]) -> tuple[WorkflowRequest, Decision, ProbeTemplate]:
+    req = WorkflowRequest.parse(event.get("request"))
+    decision = Decision.from_dict(event.get("decision") or {})
+    if not decision.allowed or decision.operation != req.operation:
+        raise PolicyDeniedError(f"this state needs an allowed {req.operation} decision", decision)
+    return req, decision, ProbeTemplate.model_validate(event.get("probe"))
+
+
+def match(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+    """Compare, then store the result with its review state and audit it (once per request)."""
+    req, decision, probe = _allowed(event)
+    result = rt.service.match(
+        req.ctx, req.gallery_id, decision, probe.to_embedding(), subject_id=req.subject_id, top_k=req.top_k
+    )
+    row = rt.service.record_result(req.ctx, req.gallery_id, decision, result, request_id=req.request_id)
+    return {
+        "request_id": row.request_id,
+        "status": row.status,
+        "review_state": row.review_state,
+        "matched": bool(row.result and (row.result.get("matched") or row.result.get("candidates"))),
+        "result": row.result,
+    }
+
+
+def store_template(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+    req, decision, probe = _allowed(event)
+    if req.subject_id is None or req.consent_id is None:  # the request model requires both for enrol
+        raise InvalidRequestError("an enrolment names its subject and consent")
+    stored = rt.service.store_template(
+        req.ctx,
+        req.gallery_id,
+        subject_id=req.subject_id,
+        consent_id=req.consent_id,
+        embedding=probe.to_embedding(),
+        decision=decision,
+    )
+    return {
+        "template_id": stored.template_id,
+        "subject_id": stored.subject_id,
+        "expires_at": stored.expires_at.isoformat(),
+        "model_version": stored.model_version,
+    }
+
+
+# --- Finish: the result's obligations, refusals and failures -----------------------------------------
+
+
+def finish(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+    """``complete``: delete the image (the result is stored). ``refused``: record the gate's refusal.
+    ``failed``: record what went wrong, with a reason code. Each deletes the image and is audited."""
+    action = event.get("action")
+    if action == "complete":
+        req = WorkflowRequest.parse(event.get("request"))
+        deleted = rt.delete_image(req.image)
+        what = "upload.deleted" if req.operation == "enrol" else "probe.deleted"
+        rt.service.audit.append(req.ctx, what, {"request_id": req.request_id, "key": req.image.key, "deleted": deleted})
+        return {"status": "completed", "image_deleted": deleted}
+    if action == "refused":
+        req = WorkflowRequest.parse(event.get("request"))
+        decision = event.get("decision") or {}
+        rt.service.record_failure(
+            req.ctx,
+            request_id=req.request_id,
+            operation=req.operation,
+            gallery_id=req.gallery_id,
+            status="refused",
+            reasons=[{"code": r["code"], "message": r["message"]} for r in decision.get("reasons", [])],
+            decision=decision,
+        )
+        return {
+            "status": "refused",
+            "reasons": decision.get("reasons", []),
+            "image_deleted": rt.delete_image(req.image),
+        }
+    if action == "failed":
+        return _record_failure(event, rt)
+    raise InvalidRequestError(f"unknown finish action {action!r} (complete, refused or failed)")
+
+
+def _record_failure(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+    raw = event.get("input")
+    if not isinstance(raw, dict):
+        raise InvalidRequestError("a failure record needs the state data (input) that failed")
+    reason = failure_reason(StateError.model_validate(raw.get("error") or {"Error": "States.Runtime"}))
+    req: WorkflowRequest | None = None
+    try:
+        req = WorkflowRequest.parse(raw.get("request"))
+    except InvalidRequestError:
+        req = None
+    probe = req.image if req else _probe_of(raw)
+    tenant = req.tenant_id if req else (tenant_of_key(probe.key) if probe else None)
+    if tenant is None:
+        # No tenant can be named (the input is not one of ours): nothing to record under a tenant.
+        raise InvalidRequestError(f"a failed workflow without a tenant: {reason['code']}: {reason['message']}")
+    from facegate.tenancy import TenantContext
+
+    ctx = req.ctx if req else TenantContext(tenant_id=tenant, actor="workflow")
+    request_id = req.request_id if req else probe.request_id() if probe else "unknown"
+    rt.service.record_failure(
+        ctx,
+        request_id=request_id,
+        operation=req.operation if req else "recognize",
+        gallery_id=req.gallery_id if req else None,
+        status="failed",
+        reasons=[reason],
+    )
+    return {"status": "failed", "reasons": [reason], "image_deleted": rt.delete_image(probe) if probe else False}
+
+
+def _probe_of(raw: dict[str, Any]) -> ObjectRef | None:
+    try:
+        return object_created(raw)
+    except InvalidRequestError:
+        return None
+
+
+def failure_reason(error: StateError) -> dict[str, str]:
+    """A machine-readable reason for a caught error: facegate's own error code where the Lambda's
+    ``errorType`` names one of its errors, else the Step Functions error name."""
+    message = error.cause
+    code = f"workflow.{error.error}"
+    try:
+        cause = json.loads(error.cause)
+    except (json.JSONDecodeError, TypeError):
+        cause = None
+    if isinstance(cause, dict):
+        message = str(cause.get("errorMessage", message))
+        cls = getattr(errors, str(cause.get("errorType", error.error)), None)
+        if isinstance(cls, type) and issubclass(cls, FacegateError):
+            code = cls.code
+    else:
+        cls = getattr(errors, error.error, None)
+        if isinstance(cls, type) and issubclass(cls, FacegateError):
+            code = cls.code
+    return {"code": code, "message": message[:1000] or error.error}
