@@ -1,0 +1,267 @@
+"""The workflows through the local cloud: the real template (translated offline), the real ASL files
+executed by moto's interpreter, the real handlers for every Lambda task, S3 → EventBridge → Step
+Functions delivery. One cloud per module (deployment takes a few seconds); each test uses its own
+probes and reads only its own request's rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facegate import datasets
+from facegate.localcloud.cloud import Execution, LocalCloud
+from facegate.service import FaceService
+from facegate.store.models import RequestRecord, TemplateRecord
+from facegate.tenancy import TenantContext
+from facegate.vision.decode import cv2, decode_image
+from facegate.workflow.models import ObjectRef
+
+ROOT = Path(__file__).resolve().parents[2]
+OPERATOR = "operator@facegate"
+PRISON = TenantContext(tenant_id="hmp-integration", actor="officer-1")
+GALLERY = "residents"
+PURPOSE = "entry at gate A"
+
+
+def _png(image: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".png", image)
+    assert ok
+    return bytes(data)
+
+
+def _chip(path: Path) -> bytes:
+    image = decode_image(path.read_bytes())
+    return _png(np.asarray(cv2.copyMakeBorder(image, 75, 75, 75, 75, cv2.BORDER_CONSTANT)))
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[LocalCloud]:
+    with LocalCloud(root=ROOT, stack_name="fgtest") as local:
+        yield local
+
+
+@pytest.fixture(scope="module")
+def people() -> dict[str, list[Path]]:
+    return datasets.johns()
+
+
+@pytest.fixture(scope="module")
+def service(cloud: LocalCloud, people: dict[str, list[Path]]) -> FaceService:
+    """A prison approved for access control, with three people enrolled through the Enrol workflow."""
+    service = FaceService()
+    service.registry.register(PRISON.tenant_id, name="HMP", sector="corrections", country="GB", jurisdiction="GB")
+    service.approve_use_case(
+        OPERATOR,
+        PRISON.tenant_id,
+        use_case="access_control",
+        deployment="closed_facility",
+        expires_at=datetime.now(UTC) + timedelta(days=30),
+    )
+    service.create_gallery(PRISON, GALLERY, name="Residents", use_case="access_control")
+    for subject in list(people)[:3]:
+        run = _enrol(cloud, service, subject, _chip(people[subject][0]))
+        assert run.status == "SUCCEEDED", run
+        assert run.output["status"] == "enrolled"
+    return service
+
+
+def _enrol(cloud: LocalCloud, service: FaceService, subject: str, image: bytes) -> Execution:
+    consent = service.record_consent(
+        PRISON,
+        subject_id=subject,
+        purpose="access_control",
+        evidence=b"signed",
+        expires_at=datetime.now(UTC) + timedelta(days=30),
+    )
+    ref = cloud.put_object(f"tenants/{PRISON.tenant_id}/uploads/{GALLERY}/{subject}.png", image)
+    request = {
+        "request_id": f"enrol-{subject}-{consent.consent_id}",
+        "tenant_id": PRISON.tenant_id,
+        "actor": PRISON.actor,
+        "operation": "enrol",
+        "gallery_id": GALLERY,
+        "subject_id": subject,
+        "consent_id": consent.consent_id,
+        "image": ref.model_dump(),
+    }
+    return cloud.wait_for(cloud.start_execution("EnrolStateMachineArn", request))
+
+
+def _probe(cloud: LocalCloud, data: bytes, **metadata: str) -> tuple[ObjectRef, Execution]:
+    meta = {"operation": "search", "purpose": PURPOSE, "actor": PRISON.actor, **metadata}
+    ref = cloud.put_probe(PRISON.tenant_id, GALLERY, data, **meta)
+    return ref, cloud.wait_for(cloud.execution_for(ref))
+
+
+def _request_row(ref: ObjectRef) -> RequestRecord:
+    return RequestRecord.get(PRISON.tenant_id, ref.request_id())
+
+
+def _audit_actions(service: FaceService, request_id: str) -> list[str]:
+    return [e.action for e in service.audit.entries(PRISON) if e.details.get("request_id") == request_id]
+
+
+def test_happy_path_matches_records_review_audits_and_deletes_the_probe(
+    cloud: LocalCloud, service: FaceService, people: dict[str, list[Path]]
+) -> None:
+    subject = next(iter(people))
+    ref, run = _probe(cloud, _chip(people[subject][4]), top_k="3")
+
+    assert run.status == "SUCCEEDED", run
+    assert run.path == [
+        "PolicyCheck",
+        "IsDuplicate",
+        "IsAllowed",
+        "Detect",
+        "FaceCheck",
+        "IsFaceAllowed",
+        "Embed",
+        "Match",
+        "NeedsReview",
+        "AwaitingReview",
+        "PublishResult",
+        "Finish",
+        "Result",
+    ]
+    assert run.output["status"] == "completed"
+    assert run.output["review_state"] == "pending"
+    assert run.output["result"]["candidates"][0]["subject_id"] == subject
+    row = _request_row(ref)
+    assert row.status == "completed"
+    assert row.review_state == "pending"
+    assert "human_review_before_action" in row.decision["obligations"]
+    assert _audit_actions(service, ref.request_id()) == ["search.completed", "probe.deleted"]
+    assert not cloud.object_exists(ref)
+    assert service.audit.verify(PRISON)
+
+
+def test_verify_of_the_right_person_matches(
+    cloud: LocalCloud, service: FaceService, people: dict[str, list[Path]]
+) -> None:
+    subject = list(people)[1]
+    _ref, run = _probe(cloud, _chip(people[subject][5]), operation="verify", subject=subject)
+    assert run.status == "SUCCEEDED", run
+    assert run.output["result"]["matched"] is True
+    assert run.output["result"]["subject_id"] == subject
+
+
+def test_a_photo_without_a_face_is_refused_after_detection(cloud: LocalCloud, service: FaceService) -> None:
+    blank = _png(np.full((240, 320, 3), 127, np.uint8))
+    embeds_before = len(cloud.adapter.invoked(cloud.function_name("EmbedFunction")))
+    ref, run = _probe(cloud, blank)
+
+    assert run.status == "SUCCEEDED"
+    assert run.path[-4:] == ["FaceCheck", "IsFaceAllowed", "RecordRefusal", "Refused"]
+    assert [r["code"] for r in run.output["reasons"]] == ["request.no_face"]
+    assert len(cloud.adapter.invoked(cloud.function_name("EmbedFunction"))) == embeds_before
+    assert _request_row(ref).status == "refused"
+    assert not cloud.object_exists(ref)
+
+
+def test_a_crowd_photo_is_refused(cloud: LocalCloud, service: FaceService) -> None:
+    crowd = (datasets.fetch_dlib() / "examples" / "faces" / "bald_guys.jpg").read_bytes()
+    ref, run = _probe(cloud, crowd)
+
+    assert [r["code"] for r in run.output["reasons"]] == ["request.crowd_probe"]
+    assert "Embed" not in run.path
+    assert _request_row(ref).status == "refused"
+    assert "request.denied" in [e.action for e in service.audit.entries(PRISON)]
+
+
+def test_a_policy_deny_stops_the_workflow_before_detection(
+    cloud: LocalCloud, service: FaceService, people: dict[str, list[Path]]
+) -> None:
+    """No declared purpose (access control requires one): refused at the first state; Detect never runs."""
+    detect = cloud.function_name("DetectFunction")
+    before = len(cloud.adapter.invoked(detect))
+    ref = cloud.put_probe(PRISON.tenant_id, GALLERY, _chip(next(iter(people.values()))[2]), operation="search")
+    run = cloud.wait_for(cloud.execution_for(ref))
+
+    assert run.path == ["PolicyCheck", "IsDuplicate", "IsAllowed", "RecordRefusal", "Refused"]
+    assert [r["code"] for r in run.output["reasons"]] == ["request.purpose_missing"]
+    assert len(cloud.adapter.invoked(detect)) == before
+    assert not cloud.object_exists(ref)
+
+
+def test_a_transient_lambda_error_is_retried(
+    cloud: LocalCloud, service: FaceService, people: dict[str, list[Path]]
+) -> None:
+    detect = cloud.function_name("DetectFunction")
+    cloud.adapter.inject_fault(detect, "Lambda.ServiceException", times=1)
+    before = len(cloud.adapter.invoked(detect))
+    _ref, run = _probe(cloud, _chip(next(iter(people.values()))[6]))
+
+    assert run.status == "SUCCEEDED", run
+    attempts = cloud.adapter.invoked(detect)[before:]
+    assert [a.error for a in attempts] == ["Lambda.ServiceException", None]
+    assert run.output["status"] == "completed"
+
+
+def test_a_duplicated_event_is_processed_once(
+    cloud: LocalCloud, service: FaceService, people: dict[str, list[Path]]
+) -> None:
+    ref, first = _probe(cloud, _chip(next(iter(people.values()))[7]))
+    event = json.loads(cloud.client("stepfunctions").describe_execution(executionArn=first.arn)["input"])
+
+    # EventBridge delivers at least once: the same "Object Created" event (same object version) again.
+    second = cloud.wait_for(cloud.start_execution("RecognizeStateMachineArn", event, name="redelivered"))
+
+    assert first.output["status"] == "completed"
+    assert second.status == "SUCCEEDED"
+    assert second.path == ["PolicyCheck", "IsDuplicate", "AlreadyProcessed"]
+    rows = list(RequestRecord.query(PRISON.tenant_id, RequestRecord.request_id == ref.request_id()))
+    assert len(rows) == 1
+    assert _audit_actions(service, ref.request_id()) == ["search.completed", "probe.deleted"]
+
+
+@pytest.mark.parametrize(
+    ("label", "data", "code"),
+    [
+        ("text", b"hello, this is not a photo", "image.not_an_image"),
+        ("truncated", None, "image.truncated"),
+    ],
+)
+def test_a_non_image_upload_ends_in_a_recorded_failure_with_no_partial_rows(
+    cloud: LocalCloud, service: FaceService, people: dict[str, list[Path]], label: str, data: bytes | None, code: str
+) -> None:
+    if data is None:
+        whole = next(iter(people.values()))[8].read_bytes()
+        data = whole[: len(whole) // 2]
+    templates_before = TemplateRecord.count(f"{PRISON.tenant_id}#{GALLERY}")
+    ref, run = _probe(cloud, data)
+
+    assert run.status == "FAILED"
+    assert run.path[-2:] == ["RecordFailure", "Failed"]
+    row = _request_row(ref)
+    assert row.status == "failed"
+    assert [r["code"] for r in row.result["reasons"]] == [code]
+    assert _audit_actions(service, ref.request_id()) == ["request.failed"]
+    assert TemplateRecord.count(f"{PRISON.tenant_id}#{GALLERY}") == templates_before
+    assert not cloud.object_exists(ref)
+
+
+def test_unknown_probe_metadata_is_a_recorded_failure(cloud: LocalCloud, service: FaceService) -> None:
+    ref, run = _probe(cloud, b"irrelevant", colour="blue")
+
+    assert run.status == "FAILED"
+    assert run.path == ["PolicyCheck", "RecordFailure", "Failed"]
+    row = _request_row(ref)
+    assert [r["code"] for r in row.result["reasons"]] == ["request.invalid"]
+    assert "colour" in row.result["reasons"][0]["message"]
+    assert not cloud.object_exists(ref)
+
+
+def test_enrolment_of_a_group_photo_is_refused_and_stores_nothing(cloud: LocalCloud, service: FaceService) -> None:
+    crowd = (datasets.fetch_dlib() / "examples" / "faces" / "bald_guys.jpg").read_bytes()
+    before = TemplateRecord.count(f"{PRISON.tenant_id}#{GALLERY}")
+    run = _enrol(cloud, service, "group-photo", crowd)
+
+    assert run.path[-2:] == ["RecordRefusal", "Refused"]
+    assert [r["code"] for r in run.output["reasons"]] == ["request.enrolment_needs_one_face"]
+    assert TemplateRecord.count(f"{PRISON.tenant_id}#{GALLERY}") == before
