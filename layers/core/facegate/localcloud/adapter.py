@@ -219,14 +219,19 @@ def _install() -> None:
                 self.targets = saved
         return None
 
-    def eval_batch(
-        self: Any, env: Any, resource_runtime_part: Any, normalised_parameters: dict[str, Any], state_credentials: Any
-    ) -> None:
-        _submit_batch(self, env, resource_runtime_part, normalised_parameters)
+    batch_task = sfn_batch.StateTaskServiceBatch
+    original_eval = batch_task._eval_service_task
+    original_sync = batch_task._build_sync_resolver
 
-    def build_sync_resolver(
-        self: Any, env: Any, resource_runtime_part: Any, normalised_parameters: Any, state_credentials: Any
-    ) -> Any:
+    # moto calls these with keyword arguments: the parameter names are moto's.
+    def eval_batch(self: Any, env: Any, resource_runtime_part: Any, **kwargs: Any) -> Any:
+        if _active is None:
+            return original_eval(self, env=env, resource_runtime_part=resource_runtime_part, **kwargs)
+        return _submit_batch(self, env, resource_runtime_part, kwargs["normalised_parameters"])
+
+    def build_sync_resolver(self: Any, env: Any, resource_runtime_part: Any, **kwargs: Any) -> Any:
+        if _active is None:
+            return original_sync(self, env=env, resource_runtime_part=resource_runtime_part, **kwargs)
         return _batch_resolver(self, env)
 
     from moto.s3.models import FakeBucket
@@ -260,8 +265,8 @@ def _install() -> None:
     FakeBucket.get_permission = get_permission  # type: ignore[method-assign]
     LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
     Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
-    sfn_batch.StateTaskServiceBatch._eval_service_task = eval_batch  # type: ignore[method-assign]
-    sfn_batch.StateTaskServiceBatch._build_sync_resolver = build_sync_resolver  # type: ignore[method-assign]
+    batch_task._eval_service_task = eval_batch  # type: ignore[method-assign,assignment]
+    batch_task._build_sync_resolver = build_sync_resolver  # type: ignore[method-assign,assignment]
     _installed = True
 
 

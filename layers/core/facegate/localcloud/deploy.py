@@ -120,7 +120,8 @@ class Stack:
                     raise DeployError(f"GetAtt {logical}.{attr} is not available") from None
             if key == "Fn::Sub":
                 text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1]))
-                return _SUB.sub(lambda m: str(self._sub_var(m.group(1), extra)), text)
+                rendered = _SUB.sub(lambda m: str(self._sub_var(m.group(1), extra)), text)
+                return rendered.replace("${!", "${")  # ${!Literal} renders as ${Literal}
             if key == "Fn::Join":
                 sep, items = arg
                 return sep.join(str(v) for v in self.resolve(items))
@@ -146,7 +147,11 @@ class Stack:
         deps = {logical: _references(body) & set(resources) for logical, body in resources.items()}
         for logical, body in resources.items():
             extra = body.get("DependsOn", [])
-            deps[logical] |= {extra} if isinstance(extra, str) else set(extra)
+            named = {extra} if isinstance(extra, str) else set(extra)
+            unknown = sorted(named - set(resources))
+            if unknown:
+                raise DeployError(f"{logical}: DependsOn unknown resource {', '.join(unknown)}")
+            deps[logical] |= named
         done: list[str] = []
         while len(done) < len(resources):
             ready = sorted(r for r in resources if r not in done and deps[r] <= set(done))
@@ -156,6 +161,11 @@ class Stack:
         return done
 
     def deploy(self) -> None:
+        unknown = sorted(
+            f"{k} ({v['Type']})" for k, v in self.template["Resources"].items() if v["Type"] not in CREATORS
+        )
+        if unknown:  # refuse before creating anything
+            raise DeployError(f"the local cloud cannot deploy {', '.join(unknown)}")
         for logical in self.order():
             body = self.template["Resources"][logical]
             creator = CREATORS.get(body["Type"])

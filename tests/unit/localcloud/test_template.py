@@ -1,0 +1,369 @@
+"""template.yaml, read and translated offline: what the local cloud can deploy, what the store declares,
+and the security properties the service promises (encryption, retention, least privilege).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+from moto.events.models import EventPattern
+from pynamodb.attributes import TTLAttribute
+
+from facegate.localcloud.deploy import CREATORS
+from facegate.localcloud.template import load_template, translate
+from facegate.store.models import ALL_MODELS, SUFFIXES
+
+ROOT = Path(__file__).resolve().parents[3]
+TEMPLATE = ROOT / "template.yaml"
+BUCKET = "facegate-probes-123456789012-us-east-1"
+DATA_SERVICES = ("dynamodb", "s3")
+
+
+@pytest.fixture(scope="module")
+def source() -> dict[str, Any]:
+    return load_template(TEMPLATE)
+
+
+@pytest.fixture(scope="module")
+def translated(source: dict[str, Any]) -> dict[str, Any]:
+    return translate(source)
+
+
+def _of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v.get("Properties", {}) for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+# --- (a) short tags ---------------------------------------------------------------------------------
+
+
+def test_short_tags_become_long_form(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "Resources:\n"
+        "  R:\n"
+        "    Type: X\n"
+        "    Properties:\n"
+        "      A: !Ref Thing\n"
+        "      B: !GetAtt Thing.Arn\n"
+        "      C: !GetAtt Thing.Endpoint.Address\n"
+        "      D: !Sub '${AWS::StackName}-x'\n"
+        "      E: !Sub ['${A}-y', { A: !Ref Other }]\n"
+        "      F: !Join [',', [a, !Ref Thing]]\n"
+        "      G: !Select [0, !Split [',', 'a,b']]\n"
+        "      H: !If [IsProd, !Ref AWS::NoValue, 1]\n"
+        "      I: !Equals [!Ref Env, prod]\n",
+        encoding="utf-8",
+    )
+    props = load_template(path)["Resources"]["R"]["Properties"]
+    assert props == {
+        "A": {"Ref": "Thing"},
+        "B": {"Fn::GetAtt": ["Thing", "Arn"]},
+        "C": {"Fn::GetAtt": ["Thing", "Endpoint.Address"]},
+        "D": {"Fn::Sub": "${AWS::StackName}-x"},
+        "E": {"Fn::Sub": ["${A}-y", {"A": {"Ref": "Other"}}]},
+        "F": {"Fn::Join": [",", ["a", {"Ref": "Thing"}]]},
+        "G": {"Fn::Select": [0, {"Fn::Split": [",", "a,b"]}]},
+        "H": {"Fn::If": ["IsProd", {"Ref": "AWS::NoValue"}, 1]},
+        "I": {"Fn::Equals": [{"Ref": "Env"}, "prod"]},
+    }
+
+
+def test_real_template_short_tags(source: dict[str, Any]) -> None:
+    resources = source["Resources"]
+    assert resources["ProbeBucketPolicy"]["Properties"]["Bucket"] == {"Ref": "ProbeBucket"}
+    sse = resources["TenantsTable"]["Properties"]["SSESpecification"]
+    assert sse["KMSMasterKeyId"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
+    assert resources["ProbeBucket"]["Properties"]["BucketName"] == {
+        "Fn::Sub": "${AWS::StackName}-probes-${AWS::AccountId}-${AWS::Region}"
+    }
+
+
+def test_a_file_without_resources_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text("Parameters: {}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="not a CloudFormation template"):
+        load_template(path)
+
+
+# --- (b) the deployer knows every resource type -----------------------------------------------------
+
+
+def test_translation_leaves_only_types_the_deployer_supports(translated: dict[str, Any]) -> None:
+    types = {r["Type"] for r in translated["Resources"].values()}
+    assert not any(t.startswith("AWS::Serverless::") for t in types)
+    assert types <= set(CREATORS), f"the local cloud cannot deploy {sorted(types - set(CREATORS))}"
+
+
+# --- (c) tables match the store's models ------------------------------------------------------------
+
+
+def _table_by_name(source: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    tables = {}
+    for logical, props in _of_type(source, "AWS::DynamoDB::Table").items():
+        name = props["TableName"]
+        assert isinstance(name, dict), f"{logical}: TableName should be a !Sub on the stack name"
+        tables[name["Fn::Sub"]] = props
+    return tables
+
+
+def _keys(key_schema: list[dict[str, str]]) -> dict[str, str]:
+    return {k["KeyType"]: k["AttributeName"] for k in key_schema}
+
+
+def _ttl_attribute(props: dict[str, Any]) -> str | None:
+    ttl = props.get("TimeToLiveSpecification")
+    if not ttl:
+        return None
+    assert ttl["Enabled"] is True
+    return str(ttl["AttributeName"])
+
+
+def _key_types(props: dict[str, Any], names: set[str]) -> dict[str, str]:
+    defined = {d["AttributeName"]: d["AttributeType"] for d in props["AttributeDefinitions"]}
+    return {name: defined[name] for name in names}
+
+
+@pytest.mark.parametrize("model", ALL_MODELS, ids=lambda m: m.__name__)
+def test_each_model_has_its_table(source: dict[str, Any], model: Any) -> None:
+    tables = _table_by_name(source)
+    name = f"${{AWS::StackName}}-{SUFFIXES[model]}"
+    assert name in tables, f"{model.__name__}: no table named {name} in template.yaml"
+    props = tables[name]
+    schema = model._get_schema()
+
+    assert _keys(props["KeySchema"]) == _keys(schema["key_schema"])
+    defined = {d["AttributeName"]: d["AttributeType"] for d in schema["attribute_definitions"]}
+    declared = {d["AttributeName"]: d["AttributeType"] for d in props["AttributeDefinitions"]}
+    assert declared == defined  # CloudFormation refuses definitions no key uses; all key types must agree
+
+    indexes = {i["IndexName"]: i for i in props.get("GlobalSecondaryIndexes", [])}
+    expected = {i["index_name"]: i for i in schema["global_secondary_indexes"]}
+    assert set(indexes) == set(expected)
+    for index_name, index in indexes.items():
+        assert _keys(index["KeySchema"]) == _keys(expected[index_name]["key_schema"]), index_name
+        assert index["Projection"]["ProjectionType"] == expected[index_name]["projection"]["ProjectionType"]
+    assert props.get("LocalSecondaryIndexes", []) == schema["local_secondary_indexes"] == []
+
+    ttl = [a.attr_name for a in model.get_attributes().values() if isinstance(a, TTLAttribute)]
+    assert _ttl_attribute(props) == (ttl[0] if ttl else None)
+
+
+def test_templates_table_indexes_by_subject(source: dict[str, Any]) -> None:
+    props = _table_by_name(source)["${AWS::StackName}-templates"]
+    assert [i["IndexName"] for i in props["GlobalSecondaryIndexes"]] == ["by_subject"]
+
+
+def test_idempotency_table_uses_powertools_defaults(source: dict[str, Any]) -> None:
+    props = _table_by_name(source)["${AWS::StackName}-idempotency"]
+    defaults = inspect.signature(DynamoDBPersistenceLayer.__init__).parameters
+    key_attr = defaults["key_attr"].default
+    assert _keys(props["KeySchema"]) == {"HASH": key_attr}
+    assert _key_types(props, {key_attr}) == {key_attr: "S"}
+    assert defaults["sort_key_attr"].default is None
+    assert _ttl_attribute(props) == defaults["expiry_attr"].default
+
+
+def test_no_table_without_a_model(source: dict[str, Any]) -> None:
+    expected = {f"${{AWS::StackName}}-{s}" for s in SUFFIXES.values()} | {"${AWS::StackName}-idempotency"}
+    assert set(_table_by_name(source)) == expected
+
+
+# --- (d) encryption, retention, public access -------------------------------------------------------
+
+
+def test_every_table_has_pitr_kms_and_on_demand_billing(translated: dict[str, Any]) -> None:
+    tables = _of_type(translated, "AWS::DynamoDB::Table")
+    assert tables
+    for logical, props in tables.items():
+        assert props["BillingMode"] == "PAY_PER_REQUEST", logical
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}, logical
+        sse = props["SSESpecification"]
+        assert sse["SSEEnabled"] is True, logical
+        assert sse["SSEType"] == "KMS", logical
+        assert sse["KMSMasterKeyId"] == {"Fn::GetAtt": ["DataKey", "Arn"]}, logical
+
+
+def test_bucket_is_encrypted_private_versioned_and_transient(translated: dict[str, Any]) -> None:
+    buckets = _of_type(translated, "AWS::S3::Bucket")
+    assert list(buckets) == ["ProbeBucket"]
+    props = buckets["ProbeBucket"]
+    (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"] == {"Fn::GetAtt": ["DataKey", "Arn"]}
+    assert props["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert props["NotificationConfiguration"]["EventBridgeConfiguration"] == {"EventBridgeEnabled": True}
+    expiring = [
+        r
+        for r in props["LifecycleConfiguration"]["Rules"]
+        if r["Status"] == "Enabled"
+        and (r.get("Prefix") or r.get("Filter", {}).get("Prefix")) == "tenants/"
+        and "ExpirationInDays" in r
+        and "NoncurrentVersionExpiration" in r  # versioned: old versions must expire too
+    ]
+    assert expiring, "no enabled lifecycle rule expires tenants/ (current and noncurrent versions)"
+
+
+def test_bucket_policy_denies_insecure_transport(translated: dict[str, Any]) -> None:
+    (props,) = _of_type(translated, "AWS::S3::BucketPolicy").values()
+    assert props["Bucket"] == {"Ref": "ProbeBucket"}
+    (statement,) = props["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_every_log_group_has_retention_and_every_function_a_log_group(translated: dict[str, Any]) -> None:
+    groups = _of_type(translated, "AWS::Logs::LogGroup")
+    assert groups
+    for logical, props in groups.items():
+        assert "RetentionInDays" in props, f"{logical} keeps logs forever"
+        assert "KmsKeyId" in props, f"{logical} is not encrypted with the data key"
+    # Otherwise Lambda creates /aws/lambda/<name> itself, with no retention.
+    named = {json.dumps(p.get("LogGroupName"), sort_keys=True) for p in groups.values()}
+    for function in _of_type(translated, "AWS::Lambda::Function"):
+        assert json.dumps({"Fn::Sub": f"/aws/lambda/${{{function}}}"}) in named, f"{function} has no log group"
+
+
+# --- (e) least privilege on the data services -------------------------------------------------------
+
+
+def _policy_documents(translated: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for logical, resource in translated["Resources"].items():
+        props = resource.get("Properties", {})
+        for policy in props.get("Policies", []):
+            found.append((f"{logical}/{policy['PolicyName']}", policy["PolicyDocument"]))
+        for key in ("PolicyDocument", "KeyPolicy"):
+            if key in props:
+                found.append((f"{logical}/{key}", props[key]))
+    return found
+
+
+def _allow_statements(translated: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (where, statement)
+        for where, document in _policy_documents(translated)
+        for statement in _as_list(document["Statement"])
+        if statement["Effect"] == "Allow"
+    ]
+
+
+def test_no_allow_statement_grants_a_wildcard_on_data_services(translated: dict[str, Any]) -> None:
+    statements = _allow_statements(translated)
+    assert len(statements) > 10  # the roles' inline policies were found
+    for where, statement in statements:
+        assert "NotAction" not in statement, where
+        for action in _as_list(statement["Action"]):
+            service, _, name = action.partition(":")
+            assert action != "*", where
+            assert not (service in DATA_SERVICES and "*" in name), f"{where}: {action}"
+
+
+def _resource_table(resource: Any, tables: set[str]) -> str | None:
+    """The table a DynamoDB statement's resource names (the table or one of its indexes), if exactly one."""
+    if isinstance(resource, dict) and list(resource) == ["Fn::GetAtt"]:
+        logical, attr = resource["Fn::GetAtt"]
+        return logical if attr == "Arn" and logical in tables else None
+    if isinstance(resource, dict) and list(resource) == ["Fn::Sub"] and isinstance(resource["Fn::Sub"], str):
+        match = re.fullmatch(r"\$\{(\w+)\.Arn\}/index/[\w.-]+", resource["Fn::Sub"])
+        return match.group(1) if match and match.group(1) in tables else None
+    return None
+
+
+def test_dynamodb_statements_name_specific_tables(translated: dict[str, Any]) -> None:
+    tables = set(_of_type(translated, "AWS::DynamoDB::Table"))
+    checked = 0
+    for where, statement in _allow_statements(translated):
+        if not any(a.startswith("dynamodb:") for a in _as_list(statement["Action"])):
+            continue
+        for resource in _as_list(statement["Resource"]):
+            assert "*" not in json.dumps(resource), f"{where}: {resource}"
+            assert _resource_table(resource, tables), f"{where}: {resource} is not a table of this stack"
+            checked += 1
+    assert checked > 0
+
+
+# --- (f) state machine substitutions ----------------------------------------------------------------
+
+
+def test_definition_substitutions_match_the_asl_placeholders(source: dict[str, Any]) -> None:
+    machines = _of_type(source, "AWS::Serverless::StateMachine")
+    assert machines
+    for logical, props in machines.items():
+        asl = (ROOT / props["DefinitionUri"]).read_text(encoding="utf-8")
+        json.loads(asl)
+        placeholders = set(re.findall(r"\$\{([^}]*)\}", asl))
+        assert set(props["DefinitionSubstitutions"]) == placeholders, logical
+
+
+# --- (g) the probe rule -----------------------------------------------------------------------------
+
+
+def _replace_ref(node: Any, name: str, value: str) -> Any:
+    if node == {"Ref": name}:
+        return value
+    if isinstance(node, dict):
+        return {k: _replace_ref(v, name, value) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_replace_ref(v, name, value) for v in node]
+    return node
+
+
+def _s3_event(key: str, bucket: str = BUCKET, detail_type: str = "Object Created") -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": "17793124-05d4-b198-2fde-7ededc63b103",
+        "detail-type": detail_type,
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2025-01-01T00:00:00Z",
+        "region": "us-east-1",
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {"key": key, "size": 4, "etag": "x", "version-id": "v1", "sequencer": "1"},
+            "reason": "PutObject",
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def probe_rule(translated: dict[str, Any]) -> EventPattern:
+    rules = _of_type(translated, "AWS::Events::Rule")
+    (props,) = rules.values()
+    targets = props["Targets"]
+    assert [t["Arn"] for t in targets] == [{"Ref": "RecognizeStateMachine"}]
+    pattern = _replace_ref(props["EventPattern"], "ProbeBucket", BUCKET)
+    return EventPattern.load(json.dumps(pattern))
+
+
+@pytest.mark.parametrize(
+    ("event", "matches"),
+    [
+        (_s3_event("tenants/t1/probes/g1/x.jpg"), True),
+        (_s3_event("tenants/hmp-northfield/probes/staff-access/2f0c.jpg"), True),
+        (_s3_event("tenants/t1/uploads/g1/x.jpg"), False),
+        (_s3_event("probes/t1/g1/x.jpg"), False),
+        (_s3_event("tenants/t1/probes/g1/x.jpg", bucket="someone-elses-bucket"), False),
+        (_s3_event("tenants/t1/probes/g1/x.jpg", detail_type="Object Deleted"), False),
+    ],
+    ids=["probe", "real-names", "upload", "no-tenant-prefix", "other-bucket", "deleted"],
+)
+def test_probe_rule_matches_probe_uploads_only(probe_rule: EventPattern, event: dict[str, Any], matches: bool) -> None:
+    assert probe_rule.matches_event(event) is matches
