@@ -265,3 +265,75 @@ def test_enrolment_of_a_group_photo_is_refused_and_stores_nothing(cloud: LocalCl
     assert run.path[-2:] == ["RecordRefusal", "Refused"]
     assert [r["code"] for r in run.output["reasons"]] == ["request.enrolment_needs_one_face"]
     assert TemplateRecord.count(f"{PRISON.tenant_id}#{GALLERY}") == before
+
+
+def test_bulk_enrolment_runs_the_batch_job_and_reports_each_subject(
+    cloud: LocalCloud, service: FaceService, people: dict[str, list[Path]]
+) -> None:
+    """BulkEnrol: PolicyCheck → the Batch job (python -m facegate.batch, on this CPU) → Finish. Each
+    subject passes the gate again: one without consent is refused, a non-image fails, both reported."""
+    gallery = "bulk-residents"
+    service.create_gallery(PRISON, gallery, name="Bulk", use_case="access_control")
+    names = list(people)[3:5]
+    lines = []
+    for subject in names:
+        consent = service.record_consent(
+            PRISON, subject_id=subject, purpose="access_control", evidence=b"signed",
+            expires_at=datetime.now(UTC) + timedelta(days=30),
+        )  # fmt: skip
+        key = f"tenants/{PRISON.tenant_id}/uploads/{gallery}/{subject}.png"
+        cloud.put_object(key, _chip(people[subject][0]))
+        lines.append({"subject_id": subject, "consent_id": consent.consent_id, "key": key})
+    no_consent = f"tenants/{PRISON.tenant_id}/uploads/{gallery}/stranger.png"
+    cloud.put_object(no_consent, _chip(people[names[0]][1]))
+    lines.append({"subject_id": "stranger", "consent_id": "none", "key": no_consent})
+    text_key = f"tenants/{PRISON.tenant_id}/uploads/{gallery}/notes.png"
+    cloud.put_object(text_key, b"not a photo")
+    lines.append({"subject_id": "notes", "consent_id": "none", "key": text_key})
+    manifest = cloud.put_object(
+        f"tenants/{PRISON.tenant_id}/manifests/batch-1.jsonl", "\n".join(json.dumps(x) for x in lines).encode()
+    )
+    request = {
+        "request_id": "bulk-1",
+        "tenant_id": PRISON.tenant_id,
+        "actor": PRISON.actor,
+        "operation": "bulk_enrol",
+        "gallery_id": gallery,
+        "image": manifest.model_dump(),
+    }
+    run = cloud.wait_for(cloud.start_execution("BulkEnrolStateMachineArn", request))
+
+    assert run.status == "SUCCEEDED", run
+    assert run.path == ["PolicyCheck", "IsDuplicate", "IsAllowed", "RunBulkJob", "Finish", "Result"]
+    assert (run.output["enrolled"], run.output["refused"], run.output["failed"]) == (2, 1, 1)
+    report = json.loads(cloud.client("s3").get_object(Bucket=cloud.bucket, Key=run.output["report"])["Body"].read())
+    by_subject = {r["subject_id"]: r for r in report["results"]}
+    assert by_subject["stranger"]["codes"] == ["request.consent_missing"]
+    assert by_subject["notes"]["code"] == "image.not_an_image"
+    assert TemplateRecord.count(f"{PRISON.tenant_id}#{gallery}") == 2
+    assert not cloud.object_exists(manifest)
+    listed = cloud.client("s3").list_objects_v2(
+        Bucket=cloud.bucket, Prefix=f"tenants/{PRISON.tenant_id}/uploads/{gallery}/"
+    )
+    assert listed.get("KeyCount", 0) == 0
+    audit = [e for e in service.audit.entries(PRISON) if e.details.get("request_id") == "bulk-1"]
+    assert [e.action for e in audit] == ["bulk_enrol.completed"]
+    assert audit[0].details["enrolled"] == 2
+
+
+def test_bulk_enrolment_into_another_tenants_gallery_is_refused_before_the_job(
+    cloud: LocalCloud, service: FaceService
+) -> None:
+    manifest = cloud.put_object(f"tenants/{PRISON.tenant_id}/manifests/foreign.jsonl", b"{}")
+    request = {
+        "request_id": "bulk-foreign",
+        "tenant_id": PRISON.tenant_id,
+        "actor": PRISON.actor,
+        "operation": "bulk_enrol",
+        "gallery_id": "no-such-gallery",
+        "image": manifest.model_dump(),
+    }
+    run = cloud.wait_for(cloud.start_execution("BulkEnrolStateMachineArn", request))
+    assert run.path == ["PolicyCheck", "IsDuplicate", "IsAllowed", "RecordRefusal", "Refused"]
+    assert [r["code"] for r in run.output["reasons"]] == ["request.gallery_not_found"]
+    assert not cloud.object_exists(manifest)

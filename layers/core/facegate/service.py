@@ -259,16 +259,21 @@ class FaceService:
         purpose: str | None = None,
         case_reference: str | None = None,
         count_attempt: bool = True,
+        consent_per_subject: bool = False,
     ) -> Decision:
         """The gate's decision for an enrol, verify or search on one of the caller's galleries.
 
         The workflows call it twice: first before detection (``face_count`` unknown; the attempt is
         counted against the rate limits), then with the detected face count (not counted again).
+        ``consent_per_subject`` is for a bulk enrolment's first check only: the job then enrols each
+        subject through :meth:`enrol`, which decides again with that subject's consent and face count.
         Raises :class:`PolicyDeniedError` (audited) on deny.
         """
         gallery, use_case = self._gallery_facts(ctx, gallery_id)
         facts: dict[str, Any] = {}
-        if operation is Operation.ENROL:
+        if operation is Operation.ENROL and consent_per_subject:
+            facts["consent_valid"] = True
+        elif operation is Operation.ENROL:
             consent = self.consents.get(ctx, subject_id, consent_id) if subject_id and consent_id else None
             facts["consent_valid"] = consent is not None and consent.valid_for(use_case, self.clock())
         else:

@@ -138,13 +138,15 @@ class Adapter:
     # --- Batch ------------------------------------------------------------------------------------
 
     def run_batch_job(self, job_id: str, command: list[str], environment: dict[str, str]) -> None:
-        program = command[0] if command else ""
-        entry = self.batch_entrypoints.get(program)
+        """Run the job definition's command through the entrypoint registered for its program: the
+        first word (``reindex``) or, for ``python -m module``, those three words."""
+        words = 3 if command[:2] == ["python", "-m"] else 1
+        entry = self.batch_entrypoints.get(" ".join(command[:words]))
         if entry is None:
             self._batch_outcomes[job_id] = ("FAILED", f"no local entrypoint for command {command!r}")
             return
         try:
-            code = entry(command[1:], environment)
+            code = entry(command[words:], environment)
         except Exception as exc:
             self._batch_outcomes[job_id] = ("FAILED", f"{type(exc).__name__}: {exc}")
             return

@@ -38,6 +38,15 @@ LOCAL_FUNCTION_ENV: Final = {
 _ENDPOINT_VARIABLES: Final = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_S3")
 
 
+def _run_batch_job(argv: list[str], environment: dict[str, str]) -> int:
+    """The bulk job's real entrypoint, on this machine's CPU, under the job definition's environment."""
+    from facegate.batch import main
+    from facegate.localcloud.deploy import function_environment
+
+    with function_environment(environment):
+        return main(argv)
+
+
 def repo_root() -> Path:
     """The source tree holding template.yaml: the working directory or one of its parents."""
     here = Path.cwd().resolve()
@@ -102,17 +111,34 @@ class LocalCloud:
         self._mock.start()
         activate(self.adapter)
         template = translate(load_template(self.root / "template.yaml"), region=REGION)
+        self.adapter.batch_entrypoints["python -m facegate.batch"] = _run_batch_job
         self.stack = Stack(
             self.stack_name,
             template,
             root=self.root,
             region=REGION,
             adapter=self.adapter,
+            parameters=self._account_network(),
             local_env={**LOCAL_FUNCTION_ENV, "POWERTOOLS_LOG_LEVEL": self.log_level},
         )
         self.stack.deploy()
         self.outputs = self.stack.outputs()
         configure(Settings.from_env())  # this process (operator tools, the demo) uses the same tables
+
+    def _account_network(self) -> dict[str, str]:
+        """What a deployer brings to ``sam deploy``: a subnet and a security group for the GPU instances,
+        and the bulk job's image (which the local cloud runs in-process instead)."""
+        import boto3
+
+        ec2 = boto3.client("ec2", region_name=REGION)
+        vpc = ec2.create_vpc(CidrBlock="10.42.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.42.1.0/24")["Subnet"]["SubnetId"]
+        group = ec2.create_security_group(GroupName="facegate-batch", Description="bulk job", VpcId=vpc)["GroupId"]
+        return {
+            "BatchSubnetIds": subnet,
+            "BatchSecurityGroupIds": group,
+            "BatchImageUri": "000000000000.dkr.ecr.us-east-1.amazonaws.com/facegate-batch:local",
+        }
 
     def stop(self) -> None:
         deactivate()

@@ -89,6 +89,10 @@ class Stack:
             value = (parameters or {}).get(key, spec.get("Default"))
             if value is None:
                 raise DeployError(f"parameter {key} has no value and no default")
+            if isinstance(value, str) and (
+                spec.get("Type", "").startswith("List<") or spec.get("Type") == "CommaDelimitedList"
+            ):
+                value = [v.strip() for v in value.split(",") if v.strip()]
             self.refs[key] = value
         self.attrs: dict[str, dict[str, Any]] = {}
         self.modules: dict[str, ModuleType] = {}
@@ -319,6 +323,15 @@ def _role(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -
     return name, {"Arn": role["Arn"], "RoleId": role["RoleId"], "ManagedPolicyArns": p.get("ManagedPolicyArns", [])}
 
 
+def _instance_profile(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    iam = stack.client("iam")
+    name = p.get("InstanceProfileName") or f"{stack.name}-{logical}"[:128]
+    profile = iam.create_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+    for role in p.get("Roles", []):
+        iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=role)
+    return name, {"Arn": profile["Arn"]}
+
+
 def _layer(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
     arn = stack.client("lambda").publish_layer_version(
         LayerName=p["LayerName"],
@@ -445,6 +458,24 @@ def _batch_compute(stack: Stack, logical: str, p: dict[str, Any], body: dict[str
     }
     if "ServiceRole" in p:
         args["serviceRole"] = p["ServiceRole"]
+    else:  # AWS then uses Batch's service-linked role; moto insists on a role: name that one
+        iam = stack.client("iam")
+        linked = "AWSServiceRoleForBatch"
+        try:
+            arn = iam.get_role(RoleName=linked)["Role"]["Arn"]
+        except iam.exceptions.NoSuchEntityException:
+            trust = {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "batch.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+            arn = iam.create_role(
+                RoleName=linked,
+                Path="/aws-service-role/batch.amazonaws.com/",
+                AssumeRolePolicyDocument=json.dumps(trust),
+            )["Role"]["Arn"]
+        args["serviceRole"] = arn
     if "ComputeResources" in p:
         args["computeResources"] = _camel_keys(p["ComputeResources"])
     env = stack.client("batch").create_compute_environment(**args)
@@ -474,6 +505,8 @@ def _batch_job_definition(stack: Stack, logical: str, p: dict[str, Any], body: d
         args["retryStrategy"] = _camel_keys(p["RetryStrategy"])
     if "Timeout" in p:
         args["timeout"] = _camel_keys(p["Timeout"])
+    if "PlatformCapabilities" in p:
+        args["platformCapabilities"] = p["PlatformCapabilities"]
     arn = stack.client("batch").register_job_definition(**args)["jobDefinitionArn"]
     return arn, {}
 
@@ -494,6 +527,7 @@ CREATORS: Final[dict[str, Callable[[Stack, str, dict[str, Any], dict[str, Any]],
     "AWS::Events::Rule": _rule,
     "AWS::DynamoDB::Table": _table,
     "AWS::IAM::Role": _role,
+    "AWS::IAM::InstanceProfile": _instance_profile,
     "AWS::Lambda::LayerVersion": _layer,
     "AWS::Lambda::Function": _function,
     "AWS::Lambda::Permission": _permission,

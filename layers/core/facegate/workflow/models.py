@@ -67,9 +67,10 @@ class WorkflowRequest(_Model):
     request_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
     tenant_id: str = Field(pattern=TENANT_ID.pattern)
     actor: str = Field(min_length=1, max_length=256)
-    operation: Literal["enrol", "verify", "search"]
+    operation: Literal["enrol", "verify", "search", "bulk_enrol"]
     gallery_id: str = Field(pattern=ENTITY_ID.pattern)
     image: ObjectRef
+    """The photo (or, for ``bulk_enrol``, the manifest) this request runs on."""
     subject_id: str | None = Field(default=None, pattern=ENTITY_ID.pattern)
     consent_id: str | None = Field(default=None, pattern=ENTITY_ID.pattern)
     purpose: str | None = Field(default=None, max_length=512)
@@ -83,8 +84,12 @@ class WorkflowRequest(_Model):
             raise ValueError(f"a {self.operation} request names its subject")
         if self.operation == "enrol" and not self.consent_id:
             raise ValueError("an enrol request names the consent it relies on")
+        if self.operation in ("search", "bulk_enrol") and (self.subject_id or self.consent_id):
+            raise ValueError(f"a {self.operation} request names no subject or consent")
         if tenant_of_key(self.image.key) != self.tenant_id:
             raise ValueError("the image must lie under the tenant's own prefix (tenants/<tenant>/...)")
+        if self.operation == "bulk_enrol" and MANIFEST_KEY.fullmatch(self.image.key) is None:
+            raise ValueError("a bulk enrolment names a manifest under tenants/<tenant>/manifests/<name>.jsonl")
         return self
 
     @property

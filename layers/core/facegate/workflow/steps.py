@@ -147,10 +147,11 @@ def policy_check(event: dict[str, Any], rt: Runtime, context: Any = None) -> dic
 
 
 def _decide(rt: Runtime, req: WorkflowRequest, **facts: Any) -> Decision:
+    bulk = req.operation == "bulk_enrol"
     try:
         return rt.service.decide(
             req.ctx,
-            Operation(req.operation),
+            Operation.ENROL if bulk else Operation(req.operation),
             req.gallery_id,
             subject_id=req.subject_id,
             consent_id=req.consent_id,
@@ -158,6 +159,7 @@ def _decide(rt: Runtime, req: WorkflowRequest, **facts: Any) -> Decision:
             top_k=req.top_k,
             purpose=req.purpose,
             case_reference=req.case_reference,
+            consent_per_subject=bulk,
             **facts,
         )
     except PolicyDeniedError as exc:  # already audited as request.denied by the service
@@ -328,7 +330,28 @@ def finish(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         }
     if action == "failed":
         return _record_failure(event, rt)
-    raise InvalidRequestError(f"unknown finish action {action!r} (complete, refused or failed)")
+    if action == "bulk_complete":
+        return _bulk_complete(event, rt)
+    raise InvalidRequestError(f"unknown finish action {action!r} (complete, refused, failed or bulk_complete)")
+
+
+def _bulk_complete(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+    """The job's report, counted into the audit log; the manifest is deleted like any upload."""
+    from facegate.batch import report_key
+
+    req = WorkflowRequest.parse(event.get("request"))
+    key = report_key(req.tenant_id, req.request_id)
+    try:
+        report = json.loads(rt.s3.get_object(Bucket=req.image.bucket, Key=key)["Body"].read())
+    except ClientError as exc:
+        raise InvalidRequestError(f"the bulk job left no report at {key}: {_code(exc)}") from exc
+    counts = {k: int(report[k]) for k in ("enrolled", "refused", "failed")}
+    rt.service.audit.append(
+        req.ctx,
+        "bulk_enrol.completed",
+        {"request_id": req.request_id, "gallery_id": req.gallery_id, "report": key, **counts},
+    )
+    return {"status": "completed", "report": key, **counts, "image_deleted": rt.delete_image(req.image)}
 
 
 def _record_failure(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
