@@ -25,6 +25,6 @@ runtime = steps.Runtime.from_env()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = steps.store_template(event, runtime)
+    result = steps.store_template(event, runtime, context)
     metrics.add_metric(name="TemplatesStored", unit=MetricUnit.Count, value=1)
     return result

@@ -136,7 +136,27 @@ def test_every_function_has_a_sample_event(function: str) -> None:
     assert list(EVENTS_DIR.glob(f"{function}.*.json")), f"add events/{function}.<scenario>.json"
 
 
-@pytest.mark.parametrize("path", [p for p in EVENTS if p.name != RAW_EVENTBRIDGE], ids=_name)
+API_EVENTS = [p for p in EVENTS if p.name.startswith("api.")]
+
+
+@pytest.mark.parametrize("path", API_EVENTS, ids=_name)
+def test_api_events_are_rest_proxy_events_for_a_declared_route(path: Path) -> None:
+    """The API function is invoked by API Gateway: a REST proxy event for one of the template's routes,
+    with the Cognito authorizer's claims (the tenant comes from them, never from the body)."""
+    from facegate.localcloud.template import load_template
+
+    data = _load(path)
+    routes = {
+        (e["Properties"]["Method"].upper(), e["Properties"]["Path"])
+        for e in load_template(ROOT / "template.yaml")["Resources"]["ApiFunction"]["Properties"]["Events"].values()
+    }
+    assert (data["httpMethod"], data["resource"]) in routes
+    assert {"custom:tenant_id", "sub"} <= set(data["requestContext"]["authorizer"]["claims"])
+    if data["body"] is not None:
+        assert "tenant_id" not in json.loads(data["body"])
+
+
+@pytest.mark.parametrize("path", [p for p in EVENTS if p.name != RAW_EVENTBRIDGE and p not in API_EVENTS], ids=_name)
 def test_each_event_has_the_shape_an_asl_task_gives_its_function(path: Path) -> None:
     """Same keys as the Parameters of a Task invoking the function, and the same constants (stage, action)."""
     data = _load(path)

@@ -422,7 +422,7 @@ class FaceService:
         )
         return row
 
-    def record_failure(
+    def record_outcome(
         self,
         ctx: TenantContext,
         *,
@@ -430,21 +430,23 @@ class FaceService:
         operation: str,
         gallery_id: str | None,
         status: str,
-        reasons: list[dict[str, str]],
+        result: dict[str, Any],
         decision: dict[str, Any] | None = None,
     ) -> RequestRow:
-        """Record a request that ended without a result: ``refused`` by the gate (already audited as
-        ``request.denied``) or ``failed`` (bad input, an error), audited here. Idempotent per request."""
-        if status not in ("refused", "failed"):
-            raise ValueError(f"a request without a result is 'refused' or 'failed', not {status!r}")
+        """Record how a workflow request ended, once per request id (a retry returns the stored row):
+        ``completed`` (an enrolment, a bulk job: its own steps audited it), ``refused`` by the gate
+        (already audited as ``request.denied``) or ``failed`` (bad input, an error), audited here with
+        its reasons."""
+        if status not in ("completed", "refused", "failed"):
+            raise ValueError(f"a request ends 'completed', 'refused' or 'failed', not {status!r}")
         try:
             row = self.requests.put(
                 ctx,
                 operation=operation,
                 gallery_id=gallery_id,
                 status=status,
-                decision=decision or {"allowed": False, "reasons": reasons},
-                result={"reasons": reasons},
+                decision=decision or {"allowed": False, "reasons": result.get("reasons", [])},
+                result=result,
                 review_state="not_required",
                 retention=REQUEST_RETENTION,
                 request_id=request_id,
@@ -458,7 +460,12 @@ class FaceService:
             self.audit.append(
                 ctx,
                 "request.failed",
-                {"request_id": request_id, "operation": operation, "gallery_id": gallery_id, "reasons": reasons},
+                {
+                    "request_id": request_id,
+                    "operation": operation,
+                    "gallery_id": gallery_id,
+                    "reasons": result.get("reasons", []),
+                },
             )
         return row
 

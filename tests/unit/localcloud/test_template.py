@@ -246,7 +246,8 @@ def _policy_documents(translated: dict[str, Any]) -> list[tuple[str, dict[str, A
     found = []
     for logical, resource in translated["Resources"].items():
         props = resource.get("Properties", {})
-        for policy in props.get("Policies", []):
+        # An IAM role's inline policies (a user pool's "Policies" are its password rules).
+        for policy in props.get("Policies", []) if resource["Type"] == "AWS::IAM::Role" else []:
             found.append((f"{logical}/{policy['PolicyName']}", policy["PolicyDocument"]))
         for key in ("PolicyDocument", "KeyPolicy"):
             if key in props:

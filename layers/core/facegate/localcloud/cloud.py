@@ -76,6 +76,7 @@ class LocalCloud:
         self._saved_env: dict[str, str] = {}
         self.stack: Stack | None = None
         self.outputs: dict[str, Any] = {}
+        self.api: Any = None
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -140,7 +141,40 @@ class LocalCloud:
             "BatchImageUri": "000000000000.dkr.ecr.us-east-1.amazonaws.com/facegate-batch:local",
         }
 
+    def serve_api(self, port: int = 0) -> str:
+        """Serve the tenant API on loopback (its routes from the deployed API's body); returns its URL."""
+        from facegate.localcloud.api_server import LocalApi
+
+        if self.api is None:
+            self.api = LocalApi(self)
+            self.api.start(port)
+        return str(self.api.url)
+
+    def issue_token(self, tenant_id: str, username: str) -> str:
+        """An operator creates a tenant user (``custom:tenant_id`` set by the operator, never by the user)
+        and signs in as it: the ID token the SDK presents to the API."""
+        idp = self.client("cognito-idp")
+        pool, client = self.outputs["UserPoolId"], self.outputs["UserPoolClientId"]
+        password = f"Local-{uuid.uuid4().hex}"
+        idp.admin_create_user(
+            UserPoolId=pool,
+            Username=username,
+            UserAttributes=[{"Name": "custom:tenant_id", "Value": tenant_id}],
+            MessageAction="SUPPRESS",
+        )
+        idp.admin_set_user_password(UserPoolId=pool, Username=username, Password=password, Permanent=True)
+        auth = idp.admin_initiate_auth(
+            UserPoolId=pool,
+            ClientId=client,
+            AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+            AuthParameters={"USERNAME": username, "PASSWORD": password},
+        )
+        return str(auth["AuthenticationResult"]["IdToken"])
+
     def stop(self) -> None:
+        if self.api is not None:
+            self.api.stop()
+            self.api = None
         deactivate()
         if self._mock is not None:
             self._mock.stop()

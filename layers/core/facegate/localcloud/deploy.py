@@ -96,6 +96,9 @@ class Stack:
             self.refs[key] = value
         self.attrs: dict[str, dict[str, Any]] = {}
         self.modules: dict[str, ModuleType] = {}
+        self.apis: dict[str, dict[str, Any]] = {}
+        """Each REST API's OpenAPI body (resolved), by logical id: what the loopback server routes."""
+        self.stages: dict[str, str] = {}
         self._client_cache: dict[str, Any] = {}
 
     def client(self, service: str) -> Any:
@@ -519,6 +522,40 @@ def _camel_keys(value: Any) -> Any:
     return value
 
 
+def _user_pool(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    keys = ("Policies", "Schema", "AdminCreateUserConfig", "MfaConfiguration")
+    pool = stack.client("cognito-idp").create_user_pool(
+        PoolName=p.get("UserPoolName") or f"{stack.name}-{logical}", **{k: p[k] for k in keys if k in p}
+    )["UserPool"]
+    return pool["Id"], {"Arn": pool["Arn"], "ProviderName": f"cognito-idp.{stack.region}.amazonaws.com/{pool['Id']}"}
+
+
+def _user_pool_client(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    keys = ("GenerateSecret", "ExplicitAuthFlows", "ReadAttributes", "WriteAttributes", "PreventUserExistenceErrors")
+    client = stack.client("cognito-idp").create_user_pool_client(
+        UserPoolId=p["UserPoolId"], ClientName=p.get("ClientName", logical), **{k: p[k] for k in keys if k in p}
+    )["UserPoolClient"]
+    return client["ClientId"], {}
+
+
+def _rest_api(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    """The API as its OpenAPI body (what SAM generates); the local cloud serves it from this body."""
+    api = stack.client("apigateway").create_rest_api(name=p.get("Name") or f"{stack.name}-{logical}")
+    resources = stack.client("apigateway").get_resources(restApiId=api["id"])["items"]
+    root = next(r["id"] for r in resources if r["path"] == "/")
+    stack.apis[logical] = p.get("Body", {})
+    return api["id"], {"RootResourceId": root}
+
+
+def _api_deployment(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    return f"{p['RestApiId']}-{logical}", {}
+
+
+def _api_stage(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    stack.stages[p["RestApiId"]] = p["StageName"]
+    return p["StageName"], {}
+
+
 CREATORS: Final[dict[str, Callable[[Stack, str, dict[str, Any], dict[str, Any]], Created]]] = {
     "AWS::KMS::Key": _kms_key,
     "AWS::S3::Bucket": _bucket,
@@ -534,6 +571,11 @@ CREATORS: Final[dict[str, Callable[[Stack, str, dict[str, Any], dict[str, Any]],
     "AWS::Logs::LogGroup": _log_group,
     "AWS::StepFunctions::StateMachine": _state_machine,
     "AWS::Batch::ComputeEnvironment": _batch_compute,
+    "AWS::Cognito::UserPool": _user_pool,
+    "AWS::Cognito::UserPoolClient": _user_pool_client,
+    "AWS::ApiGateway::RestApi": _rest_api,
+    "AWS::ApiGateway::Deployment": _api_deployment,
+    "AWS::ApiGateway::Stage": _api_stage,
     "AWS::Batch::JobQueue": _batch_queue,
     "AWS::Batch::JobDefinition": _batch_job_definition,
 }

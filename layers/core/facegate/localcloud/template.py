@@ -8,6 +8,7 @@ runs on deploy. The local cloud deploys that translated template; the static che
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any, Final
 
@@ -111,6 +112,35 @@ def package_offline(template: dict[str, Any]) -> dict[str, Any]:
         if key and isinstance(props.get(key), str) and not props[key].startswith("s3://"):
             props[key] = f"s3://{ARTIFACT_BUCKET}/{props[key].strip('/')}"
     return out
+
+
+def inline_state_machines(template: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Each state machine's local ``DefinitionUri`` read into ``Definition``, so the translated template
+    carries the ASL itself (for cfn-lint, which checks a literal definition)."""
+    out = copy.deepcopy(template)
+    for resource in out["Resources"].values():
+        props = resource.get("Properties", {})
+        uri = props.get("DefinitionUri")
+        if resource["Type"] == "AWS::Serverless::StateMachine" and isinstance(uri, str) and "://" not in uri:
+            props["Definition"] = json.loads((base / uri).read_text(encoding="utf-8"))
+            del props["DefinitionUri"]
+    return out
+
+
+def join_definition_strings(translated: dict[str, Any]) -> int:
+    """The translator writes an inline definition as ``DefinitionString: {"Fn::Join": ["\\n", lines]}``;
+    cfn-lint validates a literal string's ASL but not an ``Fn::Join``, so the join (the string
+    CloudFormation would build) replaces it. Returns how many were joined."""
+    joined = 0
+    for resource in translated["Resources"].values():
+        props = resource.get("Properties", {})
+        join = props.get("DefinitionString")
+        if resource["Type"] == "AWS::StepFunctions::StateMachine" and isinstance(join, dict) and "Fn::Join" in join:
+            sep, parts = join["Fn::Join"]
+            if all(isinstance(p, str) for p in parts):
+                props["DefinitionString"] = sep.join(parts)
+                joined += 1
+    return joined
 
 
 def translate(

@@ -187,7 +187,8 @@ def _request_stage(raw: Any, rt: Runtime, context: Any) -> dict[str, Any]:
         decision = _decide(rt, req)
         return {"duplicate": False, "request": req.model_dump(mode="json"), "decision": decision.to_dict()}
 
-    return _once(rt, first_decision, claim, context)
+    in_progress = {"duplicate": True, "request": None, "decision": None}
+    return _once(rt, first_decision, claim, context, while_in_progress=in_progress)
 
 
 def _mark_duplicate(response: Any, _record: Any) -> Any:
@@ -195,11 +196,16 @@ def _mark_duplicate(response: Any, _record: Any) -> Any:
 
 
 def _once(
-    rt: Runtime, fn: Callable[[dict[str, str]], dict[str, Any]], claim: dict[str, str], context: Any = None
+    rt: Runtime,
+    fn: Callable[[dict[str, str]], dict[str, Any]],
+    claim: dict[str, str],
+    context: Any = None,
+    *,
+    while_in_progress: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run ``fn`` once per claim (Powertools idempotency on DynamoDB): a duplicated event gets the first
-    answer back, marked ``duplicate`` so the workflow stops, and writes nothing. A concurrent duplicate
-    (the first is still running) is a duplicate too."""
+    """Run ``fn`` once per claim (Powertools idempotency on DynamoDB): a duplicate gets the first answer
+    back, marked ``duplicate``, and writes nothing. While the first is still running, a duplicate gets
+    ``while_in_progress`` (or the in-progress error, which the workflow records as a failure)."""
     if rt.idempotency is None:
         return fn(claim)
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
@@ -212,7 +218,9 @@ def _once(
     try:
         result: dict[str, Any] = once(claim=claim)
     except IdempotencyAlreadyInProgressError:
-        return {"duplicate": True, "request": None, "decision": None}
+        if while_in_progress is None:
+            raise
+        return while_in_progress
     return result
 
 
@@ -278,24 +286,43 @@ def match(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     }
 
 
-def store_template(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+def store_template(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, Any]:
+    """Store the template once per request (a retried invocation gets the first answer back: no second
+    template), and record the enrolment's outcome for the SDK to read."""
     req, decision, probe = _allowed(event)
-    if req.subject_id is None or req.consent_id is None:  # the request model requires both for enrol
+    subject_id, consent_id = req.subject_id, req.consent_id
+    if subject_id is None or consent_id is None:  # the request model requires both for enrol
         raise InvalidRequestError("an enrolment names its subject and consent")
-    stored = rt.service.store_template(
-        req.ctx,
-        req.gallery_id,
-        subject_id=req.subject_id,
-        consent_id=req.consent_id,
-        embedding=probe.to_embedding(),
-        decision=decision,
-    )
-    return {
-        "template_id": stored.template_id,
-        "subject_id": stored.subject_id,
-        "expires_at": stored.expires_at.isoformat(),
-        "model_version": stored.model_version,
-    }
+
+    def store(claim: dict[str, str]) -> dict[str, Any]:
+        stored = rt.service.store_template(
+            req.ctx,
+            req.gallery_id,
+            subject_id=subject_id,
+            consent_id=consent_id,
+            embedding=probe.to_embedding(),
+            decision=decision,
+        )
+        result = {
+            "template_id": stored.template_id,
+            "subject_id": stored.subject_id,
+            "expires_at": stored.expires_at.isoformat(),
+            "model_version": stored.model_version,
+        }
+        rt.service.record_outcome(
+            req.ctx,
+            request_id=req.request_id,
+            operation="enrol",
+            gallery_id=req.gallery_id,
+            status="completed",
+            result=result,
+            decision=decision.to_dict(),
+        )
+        return result
+
+    stored = _once(rt, store, {"store_template": req.request_id}, context)
+    stored.pop("duplicate", None)
+    return stored
 
 
 # --- Finish: the result's obligations, refusals and failures -----------------------------------------
@@ -314,13 +341,13 @@ def finish(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     if action == "refused":
         req = WorkflowRequest.parse(event.get("request"))
         decision = event.get("decision") or {}
-        rt.service.record_failure(
+        rt.service.record_outcome(
             req.ctx,
             request_id=req.request_id,
             operation=req.operation,
             gallery_id=req.gallery_id,
             status="refused",
-            reasons=[{"code": r["code"], "message": r["message"]} for r in decision.get("reasons", [])],
+            result={"reasons": [{"code": r["code"], "message": r["message"]} for r in decision.get("reasons", [])]},
             decision=decision,
         )
         return {
@@ -346,6 +373,15 @@ def _bulk_complete(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     except ClientError as exc:
         raise InvalidRequestError(f"the bulk job left no report at {key}: {_code(exc)}") from exc
     counts = {k: int(report[k]) for k in ("enrolled", "refused", "failed")}
+    rt.service.record_outcome(
+        req.ctx,
+        request_id=req.request_id,
+        operation="bulk_enrol",
+        gallery_id=req.gallery_id,
+        status="completed",
+        result={"report": key, **counts},
+        decision={"allowed": True, "reasons": []},
+    )
     rt.service.audit.append(
         req.ctx,
         "bulk_enrol.completed",
@@ -373,13 +409,13 @@ def _record_failure(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
 
     ctx = req.ctx if req else TenantContext(tenant_id=tenant, actor="workflow")
     request_id = req.request_id if req else probe.request_id() if probe else "unknown"
-    rt.service.record_failure(
+    rt.service.record_outcome(
         ctx,
         request_id=request_id,
         operation=req.operation if req else "recognize",
         gallery_id=req.gallery_id if req else None,
         status="failed",
-        reasons=[reason],
+        result={"reasons": [reason]},
     )
     return {"status": "failed", "reasons": [reason], "image_deleted": rt.delete_image(probe) if probe else False}
 

@@ -1,0 +1,37 @@
+"""The tenant API behind API Gateway (REST, Cognito authorizer): what the SDK calls.
+
+A thin handler: Powertools logging, tracing and metrics around ``facegate.api.TenantApi``. Settings are
+read and validated at cold start: a misconfigured deployment fails on its first invocation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from facegate.api import ApiSettings, TenantApi
+from facegate.workflow import steps
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+runtime = steps.Runtime.from_env()
+api = TenantApi(
+    runtime.service,
+    runtime.s3,
+    boto3.client("stepfunctions", region_name=runtime.settings.region),
+    ApiSettings.from_env(),
+)
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    response = api.handle(event, context)
+    metrics.add_metric(name="ApiErrors", unit=MetricUnit.Count, value=int(response.get("statusCode", 200) >= 400))
+    return response

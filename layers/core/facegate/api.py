@@ -1,0 +1,284 @@
+"""The tenant API (API Gateway REST → the ``api`` function), what the SDK calls.
+
+Every route builds its :class:`TenantContext` from the verified identity (the Cognito authorizer's
+claims ``custom:tenant_id`` and ``sub``); no route takes a tenant from the body or the path, so a caller
+cannot name another tenant. Images are never processed here: a probe is written to the tenant's
+``probes/`` prefix and its S3 event starts Recognize; an enrolment photo goes to ``uploads/`` and the
+Enrol workflow is started. Results are read back by request id.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from facegate.errors import (
+    ConflictError,
+    ConsentError,
+    FacegateError,
+    GalleryNotFoundError,
+    InvalidIdentifierError,
+    InvalidRequestError,
+    PolicyDeniedError,
+    TenantNotFoundError,
+)
+from facegate.service import FaceService
+from facegate.tenancy import ENTITY_ID, TenantContext
+from facegate.workflow.models import ObjectRef, WorkflowRequest
+
+
+class ApiSettings(BaseModel):
+    """What the API function needs beyond :class:`facegate.settings.Settings` (set in template.yaml)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    bucket: str = Field(min_length=3)
+    enrol_state_machine_arn: str = Field(pattern=r"^arn:aws[a-z-]*:states:")
+    bulk_enrol_state_machine_arn: str = Field(pattern=r"^arn:aws[a-z-]*:states:")
+
+    @classmethod
+    def from_env(cls) -> ApiSettings:
+        return cls.model_validate(
+            {
+                "bucket": os.environ.get("FACEGATE_BUCKET"),
+                "enrol_state_machine_arn": os.environ.get("FACEGATE_ENROL_STATE_MACHINE_ARN"),
+                "bulk_enrol_state_machine_arn": os.environ.get("FACEGATE_BULK_ENROL_STATE_MACHINE_ARN"),
+            }
+        )
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GalleryBody(_Body):
+    gallery_id: str = Field(pattern=ENTITY_ID.pattern)
+    name: str = Field(min_length=1, max_length=256)
+    use_case: str
+
+
+class ConsentBody(_Body):
+    subject_id: str = Field(pattern=ENTITY_ID.pattern)
+    purpose: str
+    evidence_b64: str = Field(min_length=1, max_length=1_000_000)
+    expires_at: datetime
+
+
+class ProbeBody(_Body):
+    gallery_id: str = Field(pattern=ENTITY_ID.pattern)
+    operation: Literal["verify", "search"]
+    image_b64: str = Field(min_length=1)
+    subject_id: str | None = Field(default=None, pattern=ENTITY_ID.pattern)
+    purpose: str | None = Field(default=None, max_length=512)
+    case_reference: str | None = Field(default=None, max_length=256)
+    top_k: int = Field(default=1, ge=1, le=50)
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
+class EnrolBody(_Body):
+    gallery_id: str = Field(pattern=ENTITY_ID.pattern)
+    subject_id: str = Field(pattern=ENTITY_ID.pattern)
+    consent_id: str = Field(pattern=ENTITY_ID.pattern)
+    image_b64: str = Field(min_length=1)
+
+
+class BulkBody(_Body):
+    gallery_id: str = Field(pattern=ENTITY_ID.pattern)
+    manifest_jsonl: str = Field(min_length=1, max_length=5_000_000)
+
+
+class ReviewBody(_Body):
+    confirm: bool
+
+
+STATUS = {
+    InvalidRequestError: 400,
+    InvalidIdentifierError: 400,
+    ConsentError: 400,
+    PolicyDeniedError: 403,
+    GalleryNotFoundError: 404,
+    TenantNotFoundError: 403,
+    ConflictError: 409,
+}
+
+
+def _error(exc: FacegateError) -> Response[Any]:
+    status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 500)
+    body: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if isinstance(exc, PolicyDeniedError) and hasattr(exc.decision, "to_dict"):
+        body["decision"] = exc.decision.to_dict()
+    return Response(status_code=status, content_type="application/json", body=body)
+
+
+def _image(data_b64: str) -> bytes:
+    try:
+        return base64.b64decode(data_b64, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequestError("the image is not valid base64") from exc
+
+
+class TenantApi:
+    """The routes, over one service, one S3 client and one Step Functions client (built at cold start)."""
+
+    def __init__(self, service: FaceService, s3: Any, sfn: Any, settings: ApiSettings) -> None:
+        self.service = service
+        self.s3 = s3
+        self.sfn = sfn
+        self.settings = settings
+        self.app = APIGatewayRestResolver()
+        self._routes()
+
+    def ctx(self) -> TenantContext:
+        claims = self.app.current_event.request_context.authorizer.claims or {}
+        return TenantContext.from_claims(dict(claims))
+
+    def body(self, model: type[Any]) -> Any:
+        try:
+            return model.model_validate(self.app.current_event.json_body or {})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise InvalidRequestError(f"invalid request body: {problems}") from exc
+        except ValueError as exc:
+            raise InvalidRequestError("the request body is not JSON") from exc
+
+    def _put(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> ObjectRef:
+        put = self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=data, Metadata=metadata or {})
+        return ObjectRef(bucket=self.settings.bucket, key=key, version_id=put.get("VersionId"))
+
+    def _start(self, arn: str, request: WorkflowRequest) -> str:
+        execution: str = self.sfn.start_execution(
+            stateMachineArn=arn, name=request.request_id[:80], input=request.model_dump_json()
+        )["executionArn"]
+        return execution
+
+    def _routes(self) -> None:
+        app = self.app
+
+        @app.exception_handler(FacegateError)  # type: ignore[untyped-decorator]
+        def facegate_error(exc: FacegateError) -> Response[Any]:
+            return _error(exc)
+
+        @app.post("/galleries")
+        def create_gallery() -> tuple[dict[str, Any], int]:
+            body = self.body(GalleryBody)
+            gallery = self.service.create_gallery(self.ctx(), body.gallery_id, name=body.name, use_case=body.use_case)
+            return {"gallery_id": gallery.gallery_id, "use_case": gallery.use_case, "max_size": gallery.max_size}, 201
+
+        @app.post("/consents")
+        def record_consent() -> tuple[dict[str, Any], int]:
+            body = self.body(ConsentBody)
+            consent = self.service.record_consent(
+                self.ctx(),
+                subject_id=body.subject_id,
+                purpose=body.purpose,
+                evidence=_image(body.evidence_b64),
+                expires_at=body.expires_at,
+            )
+            return {"consent_id": consent.consent_id, "subject_id": body.subject_id, "purpose": body.purpose}, 201
+
+        @app.post("/probes")
+        def submit_probe() -> tuple[dict[str, Any], int]:
+            ctx, body = self.ctx(), self.body(ProbeBody)
+            metadata = {"operation": body.operation, "actor": ctx.actor, "top-k": str(body.top_k)}
+            optional = {
+                "subject": body.subject_id,
+                "purpose": body.purpose,
+                "case-reference": body.case_reference,
+                "threshold": None if body.threshold is None else str(body.threshold),
+            }
+            metadata.update({k: v for k, v in optional.items() if v is not None})
+            key = f"tenants/{ctx.tenant_id}/probes/{body.gallery_id}/{uuid.uuid4().hex}"
+            ref = self._put(key, _image(body.image_b64), metadata)
+            # The S3 "Object Created" event starts Recognize; the request id is the object version's.
+            return {"request_id": ref.request_id(), "status": "submitted"}, 202
+
+        @app.post("/enrolments")
+        def enrol() -> tuple[dict[str, Any], int]:
+            ctx, body = self.ctx(), self.body(EnrolBody)
+            ref = self._put(
+                f"tenants/{ctx.tenant_id}/uploads/{body.gallery_id}/{uuid.uuid4().hex}", _image(body.image_b64)
+            )
+            request = WorkflowRequest.parse(
+                {
+                    "request_id": ref.request_id(),
+                    "tenant_id": ctx.tenant_id,
+                    "actor": ctx.actor,
+                    "operation": "enrol",
+                    "gallery_id": body.gallery_id,
+                    "subject_id": body.subject_id,
+                    "consent_id": body.consent_id,
+                    "image": ref.model_dump(),
+                }
+            )
+            self._start(self.settings.enrol_state_machine_arn, request)
+            return {"request_id": request.request_id, "status": "submitted"}, 202
+
+        @app.post("/bulk-enrolments")
+        def bulk_enrol() -> tuple[dict[str, Any], int]:
+            ctx, body = self.ctx(), self.body(BulkBody)
+            key = f"tenants/{ctx.tenant_id}/manifests/{uuid.uuid4().hex}.jsonl"
+            ref = self._put(key, body.manifest_jsonl.encode())
+            request = WorkflowRequest.parse(
+                {
+                    "request_id": ref.request_id(),
+                    "tenant_id": ctx.tenant_id,
+                    "actor": ctx.actor,
+                    "operation": "bulk_enrol",
+                    "gallery_id": body.gallery_id,
+                    "image": ref.model_dump(),
+                }
+            )
+            self._start(self.settings.bulk_enrol_state_machine_arn, request)
+            return {"request_id": request.request_id, "status": "submitted"}, 202
+
+        @app.get("/requests/<request_id>")
+        def get_request(request_id: str) -> dict[str, Any]:
+            row = self.service.requests.get(self.ctx(), request_id)
+            if row is None:
+                raise NotFoundError("no such request (or it is still running)")
+            return {
+                "request_id": row.request_id,
+                "operation": row.operation,
+                "gallery_id": row.gallery_id,
+                "status": row.status,
+                "decision": row.decision,
+                "result": row.result,
+                "review_state": row.review_state,
+                "reviewers": list(row.reviewers),
+            }
+
+        @app.post("/requests/<request_id>/review")
+        def review(request_id: str) -> dict[str, Any]:
+            body = self.body(ReviewBody)
+            row = self.service.review(self.ctx(), request_id, confirm=body.confirm)
+            return {"request_id": row.request_id, "review_state": row.review_state, "reviewers": list(row.reviewers)}
+
+        @app.delete("/subjects/<subject_id>")
+        def erase_subject(subject_id: str) -> dict[str, Any]:
+            receipt = self.service.erase_subject(self.ctx(), subject_id)
+            return {
+                "subject_id": receipt.subject_id,
+                "templates_deleted": receipt.templates_deleted,
+                "consents_revoked": receipt.consents_revoked,
+                "audit_seq": receipt.audit_seq,
+            }
+
+        @app.get("/audit")
+        def export_audit() -> dict[str, Any]:
+            ctx = self.ctx()
+            report = self.service.audit.verify(ctx)
+            return {
+                "entries": self.service.audit.export(ctx),
+                "verified": {"entries_checked": report.entries_checked, "head_seq": report.head_seq},
+            }
+
+    def handle(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return self.app.resolve(event, context)

@@ -1,0 +1,194 @@
+"""The tenant API on loopback: API Gateway's part, played from the deployed API's own OpenAPI body.
+
+Routes, path parameters and which Lambda function serves each route come from the body SAM generated
+for ``TenantApi``; a route secured by the Cognito authorizer needs ``Authorization: <ID token>``, which is
+verified as API Gateway does (RS256 signature against the user pool's keys, issuer, audience, expiry,
+``token_use: id``) and its claims handed to the function in ``requestContext.authorizer.claims``. The
+function is invoked through Lambda (the local cloud's adapter runs the real handler) with the REST proxy
+event, and its proxy response becomes the HTTP response.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qs, urlsplit
+
+if TYPE_CHECKING:
+    from facegate.localcloud.cloud import LocalCloud
+
+_FUNCTION_IN_URI: Final = re.compile(r"functions/(?P<arn>arn:[^/]+)/invocations$")
+MAX_BODY: Final = 10 * 1024 * 1024  # API Gateway's payload limit
+
+
+class UnauthorizedError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    template: str
+    pattern: re.Pattern[str]
+    function_arn: str
+    authorizer: str | None
+
+
+def routes_of(body: dict[str, Any]) -> list[Route]:
+    """Every (method, path) of an OpenAPI body with an ``aws_proxy`` Lambda integration."""
+    out = []
+    for template, methods in body.get("paths", {}).items():
+        regex = "^" + re.sub(r"\\{(\w+)\\}", r"(?P<\1>[^/]+)", re.escape(template)) + "$"
+        for method, spec in methods.items():
+            integration = spec.get("x-amazon-apigateway-integration", {})
+            found = _FUNCTION_IN_URI.search(str(integration.get("uri", "")))
+            if integration.get("type") != "aws_proxy" or found is None:
+                raise ValueError(f"{method.upper()} {template}: only Lambda proxy integrations are served locally")
+            security = spec.get("security") or []
+            authorizer = next(iter(security[0]), None) if security else None
+            out.append(Route(method.upper(), template, re.compile(regex), found["arn"], authorizer))
+    return out
+
+
+class IdTokenVerifier:
+    """What API Gateway's Cognito authorizer checks on an ID token, against the local user pool."""
+
+    def __init__(self, region: str, user_pool_id: str, client_ids: set[str]) -> None:
+        from joserfc.jwk import KeySet
+        from moto.utilities.utils import load_resource
+
+        self.keys = KeySet.import_key_set(load_resource("cognitoidp/resources/jwks-public.json"))
+        self.issuer = f"https://cognito-idp.{region}.amazonaws.com/{user_pool_id}"
+        self.client_ids = client_ids
+
+    def claims(self, token: str) -> dict[str, Any]:
+        from joserfc import jwt
+        from joserfc.errors import JoseError
+
+        try:
+            decoded = jwt.decode(token.removeprefix("Bearer ").strip(), self.keys, algorithms=["RS256"])
+        except (JoseError, ValueError) as exc:
+            raise UnauthorizedError(f"invalid token: {exc}") from exc
+        claims = dict(decoded.claims)
+        if claims.get("iss") != self.issuer or claims.get("token_use") != "id":
+            raise UnauthorizedError("not an ID token of this user pool")
+        if claims.get("aud") not in self.client_ids:
+            raise UnauthorizedError("the token was issued to another client")
+        if int(claims.get("exp", 0)) <= time.time():
+            raise UnauthorizedError("the token has expired")
+        return claims
+
+
+class LocalApi:
+    def __init__(self, cloud: LocalCloud, logical: str = "TenantApi") -> None:
+        assert cloud.stack is not None
+        self.cloud = cloud
+        self.routes = routes_of(cloud.stack.apis[logical])
+        api_id = cloud.stack.refs[logical]
+        self.stage = cloud.stack.stages.get(api_id, "v1")
+        self.verifier = IdTokenVerifier(
+            cloud.stack.region, cloud.outputs["UserPoolId"], {str(cloud.outputs["UserPoolClientId"])}
+        )
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "the API is not being served"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/{self.stage}"
+
+    def start(self, port: int = 0) -> str:
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # quiet: the demo prints what matters
+                return
+
+            def _serve(self) -> None:
+                status, headers, body = api.dispatch(
+                    self.command,
+                    self.path,
+                    dict(self.headers),
+                    self.rfile.read(int(self.headers.get("Content-Length") or 0)),
+                )
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve  # noqa: N815
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self._server.serve_forever, name="facegate-local-api", daemon=True).start()
+        return self.url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def dispatch(
+        self, method: str, raw_path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        parts = urlsplit(raw_path)
+        prefix = f"/{self.stage}"
+        if not parts.path.startswith(prefix + "/"):
+            return _json(403, {"message": "Forbidden"})
+        path = parts.path[len(prefix) :]
+        matches = [(r, m) for r in self.routes if (m := r.pattern.match(path))]
+        route_match = next(((r, m) for r, m in matches if r.method == method), None)
+        if route_match is None:
+            return _json(405 if matches else 404, {"message": "Missing Authentication Token"})
+        if len(body) > MAX_BODY:
+            return _json(413, {"message": "Request Too Long"})
+        route, match = route_match
+        claims: dict[str, Any] = {}
+        if route.authorizer is not None:
+            token = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+            try:
+                claims = self.verifier.claims(token)
+            except UnauthorizedError:
+                return _json(401, {"message": "Unauthorized"})
+        event = {
+            "resource": route.template,
+            "path": path,
+            "httpMethod": method,
+            "headers": headers,
+            "multiValueHeaders": {k: [v] for k, v in headers.items()},
+            "queryStringParameters": {k: v[-1] for k, v in parse_qs(parts.query).items()} or None,
+            "pathParameters": match.groupdict() or None,
+            "stageVariables": None,
+            "body": body.decode("utf-8") if body else None,
+            "isBase64Encoded": False,
+            "requestContext": {
+                "resourcePath": route.template,
+                "httpMethod": method,
+                "path": parts.path,
+                "stage": self.stage,
+                "requestId": str(uuid.uuid4()),
+                "authorizer": {"claims": {k: str(v) for k, v in claims.items()}},
+                "identity": {"sourceIp": "127.0.0.1"},
+            },
+        }
+        response = self.cloud.client("lambda").invoke(
+            FunctionName=route.function_arn, Payload=json.dumps(event).encode()
+        )
+        payload = json.loads(response["Payload"].read() or b"{}")
+        if response.get("FunctionError"):
+            return _json(502, {"message": "Internal server error"})
+        out_headers = {k: str(v) for k, v in (payload.get("headers") or {}).items()}
+        text = payload.get("body") or ""
+        return int(payload.get("statusCode", 200)), out_headers, text.encode("utf-8")
+
+
+def _json(status: int, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    return status, {"Content-Type": "application/json"}, json.dumps(body).encode()

@@ -1,0 +1,180 @@
+"""The tenant SDK: a small client of the tenant API (``ApiUrl`` in the stack's outputs).
+
+    client = FacegateClient(api_url, id_token)          # an ID token from the tenant's Cognito sign-in
+    client.create_gallery("staff", name="Staff", use_case="access_control")
+    consent = client.record_consent("s-42", purpose="access_control", evidence=signed_pdf, expires_at=...)
+    client.enrol("staff", "s-42", consent["consent_id"], photo_bytes)
+    submitted = client.search("staff", probe_bytes, purpose="entry at gate B")
+    result = client.wait_for_request(submitted["request_id"])
+
+The tenant is never a parameter: it comes from the identity behind the token. Errors are
+:class:`FacegateApiError` with the service's reason code (and, for a refusal, the gate's decision).
+Standard library only, so it installs anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+
+class FacegateApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, decision: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.decision = decision
+
+    @property
+    def reason_codes(self) -> list[str]:
+        return [r["code"] for r in (self.decision or {}).get("reasons", [])]
+
+
+class FacegateClient:
+    def __init__(self, endpoint: str, id_token: str, *, timeout: float = 30.0) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.id_token = id_token
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(
+            self.endpoint + path,
+            data=data,
+            method=method,
+            headers={"Authorization": self.id_token, "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                payload: dict[str, Any] = json.loads(response.read() or b"{}")
+                return payload
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                detail = json.loads(raw or b"{}")
+            except json.JSONDecodeError:
+                detail = {"message": raw.decode(errors="replace")}
+            raise FacegateApiError(
+                exc.code, detail.get("code", f"http.{exc.code}"), detail.get("message", ""), detail.get("decision")
+            ) from None
+
+    # --- galleries and consent ------------------------------------------------------------------------
+
+    def create_gallery(self, gallery_id: str, *, name: str, use_case: str) -> dict[str, Any]:
+        return self._call("POST", "/galleries", {"gallery_id": gallery_id, "name": name, "use_case": use_case})
+
+    def record_consent(self, subject_id: str, *, purpose: str, evidence: bytes, expires_at: datetime) -> dict[str, Any]:
+        """Only the sha256 of ``evidence`` (the signed release) is kept by the service."""
+        return self._call(
+            "POST",
+            "/consents",
+            {
+                "subject_id": subject_id,
+                "purpose": purpose,
+                "evidence_b64": base64.b64encode(evidence).decode(),
+                "expires_at": expires_at.isoformat(),
+            },
+        )
+
+    def enrol(self, gallery_id: str, subject_id: str, consent_id: str, image: bytes) -> dict[str, Any]:
+        return self._call(
+            "POST",
+            "/enrolments",
+            {
+                "gallery_id": gallery_id,
+                "subject_id": subject_id,
+                "consent_id": consent_id,
+                "image_b64": base64.b64encode(image).decode(),
+            },
+        )
+
+    def bulk_enrol(self, gallery_id: str, lines: list[dict[str, str]]) -> dict[str, Any]:
+        """``lines``: ``subject_id``, ``consent_id``, ``key`` (a photo already under ``uploads/``)."""
+        manifest = "\n".join(json.dumps(line) for line in lines)
+        return self._call("POST", "/bulk-enrolments", {"gallery_id": gallery_id, "manifest_jsonl": manifest})
+
+    # --- recognition -------------------------------------------------------------------------------------
+
+    def _probe(self, gallery_id: str, operation: str, image: bytes, **fields: Any) -> dict[str, Any]:
+        body = {"gallery_id": gallery_id, "operation": operation, "image_b64": base64.b64encode(image).decode()}
+        body.update({k: v for k, v in fields.items() if v is not None})
+        return self._call("POST", "/probes", body)
+
+    def verify(
+        self,
+        gallery_id: str,
+        subject_id: str,
+        image: bytes,
+        *,
+        purpose: str | None = None,
+        case_reference: str | None = None,
+        threshold: float | None = None,
+    ) -> dict[str, Any]:
+        """Submit a 1:1 check; returns ``request_id`` (read the result with :meth:`wait_for_request`)."""
+        return self._probe(
+            gallery_id,
+            "verify",
+            image,
+            subject_id=subject_id,
+            purpose=purpose,
+            case_reference=case_reference,
+            threshold=threshold,
+        )
+
+    def search(
+        self,
+        gallery_id: str,
+        image: bytes,
+        *,
+        purpose: str | None = None,
+        case_reference: str | None = None,
+        top_k: int = 1,
+        threshold: float | None = None,
+    ) -> dict[str, Any]:
+        """Submit a 1:N search of one of your galleries; returns ``request_id``."""
+        return self._probe(
+            gallery_id,
+            "search",
+            image,
+            purpose=purpose,
+            case_reference=case_reference,
+            top_k=top_k,
+            threshold=threshold,
+        )
+
+    def get_request(self, request_id: str) -> dict[str, Any] | None:
+        """The request's outcome, or ``None`` while it is still running."""
+        try:
+            return self._call("GET", f"/requests/{quote(request_id, safe='')}")
+        except FacegateApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def wait_for_request(self, request_id: str, *, timeout: float = 60.0, poll: float = 0.2) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.get_request(request_id)
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"request {request_id} has no outcome after {timeout} s")
+            time.sleep(poll)
+
+    def review(self, request_id: str, *, confirm: bool) -> dict[str, Any]:
+        return self._call("POST", f"/requests/{quote(request_id, safe='')}/review", {"confirm": confirm})
+
+    # --- erasure and transparency ----------------------------------------------------------------------
+
+    def erase_subject(self, subject_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/subjects/{quote(subject_id, safe='')}")
+
+    def export_audit(self) -> dict[str, Any]:
+        return self._call("GET", "/audit")
