@@ -31,7 +31,8 @@ from facegate.errors import (
     TenantNotFoundError,
 )
 from facegate.service import FaceService
-from facegate.tenancy import ENTITY_ID, TenantContext
+from facegate.store.scope import tenant_scope
+from facegate.tenancy import ENTITY_ID, TENANT_ID, TenantContext
 from facegate.workflow.models import ObjectRef, WorkflowRequest
 
 
@@ -281,4 +282,10 @@ class TenantApi:
             }
 
     def handle(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        return self.app.resolve(event, context)
+        """Resolve the route inside the caller's tenant scope (only that tenant's rows are reachable)."""
+        claims = ((event.get("requestContext") or {}).get("authorizer") or {}).get("claims") or {}
+        tenant = claims.get("custom:tenant_id")
+        if not isinstance(tenant, str) or TENANT_ID.fullmatch(tenant) is None:
+            return self.app.resolve(event, context)  # the route refuses a missing identity (400)
+        with tenant_scope(tenant):
+            return self.app.resolve(event, context)

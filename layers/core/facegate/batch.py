@@ -26,6 +26,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from facegate.errors import FacegateError, InvalidRequestError, PolicyDeniedError
+from facegate.store.scope import tenant_scope
 from facegate.tenancy import ENTITY_ID, TenantContext
 
 MAX_LINES: Final = 10_000
@@ -105,7 +106,7 @@ def run(
     from facegate.service import FaceService
     from facegate.settings import Settings
     from facegate.store.models import configure
-    from facegate.vision import FacePipeline, decode_image
+    from facegate.vision import FacePipeline
 
     settings = Settings.from_env()
     configure(settings)
@@ -119,6 +120,23 @@ def run(
     service = FaceService()
     pipeline = FacePipeline.from_store()
     report = Report(request_id, tenant_id, gallery_id)
+    with tenant_scope(tenant_id):
+        _enrol_all(s3, bucket, lines, ctx, gallery_id, service, pipeline, report)
+    s3.put_object(
+        Bucket=bucket,
+        Key=report_key(tenant_id, request_id),
+        Body=json.dumps(report.to_dict()).encode(),
+        ContentType="application/json",
+    )
+    return report
+
+
+def _enrol_all(
+    s3: Any, bucket: str, lines: list[ManifestLine], ctx: TenantContext, gallery_id: str, service: Any,
+    pipeline: Any, report: Report,
+) -> None:  # fmt: skip
+    from facegate.vision import decode_image
+
     numbered = list(enumerate(lines, start=1))
     for chunk in _chunks(numbered, BATCH_SIZE):
         images, ready = [], []
@@ -130,7 +148,7 @@ def run(
                 report.add(number, line.subject_id, "failed", code=exc.code, message=exc.message)
             except s3.exceptions.NoSuchKey:
                 report.add(number, line.subject_id, "failed", code="image.missing", message=f"no object {line.key}")
-        for (number, line), analysis in zip(ready, pipeline.analyse_batch(images), strict=True):
+        for (number, line), analysis in zip(ready, pipeline.analyse_batch(images) if images else [], strict=True):
             try:
                 enrolled = enrol_paced(service, ctx, gallery_id, line, analysis)
                 report.add(number, line.subject_id, "enrolled", template_id=enrolled.template_id)
@@ -141,13 +159,6 @@ def run(
                 report.add(number, line.subject_id, "failed", code=exc.code, message=exc.message)
         for _, line in chunk:
             s3.delete_object(Bucket=bucket, Key=line.key)  # photos are transient: templates are what is kept
-    s3.put_object(
-        Bucket=bucket,
-        Key=report_key(tenant_id, request_id),
-        Body=json.dumps(report.to_dict()).encode(),
-        ContentType="application/json",
-    )
-    return report
 
 
 def enrol_paced(

@@ -299,6 +299,51 @@ def test_dynamodb_statements_name_specific_tables(translated: dict[str, Any]) ->
     assert checked > 0
 
 
+def _dynamodb_tables_granted(translated: dict[str, Any], where_prefix: str) -> list[tuple[str, str, Any]]:
+    tables = set(_of_type(translated, "AWS::DynamoDB::Table"))
+    return [
+        (where, str(_resource_table(resource, tables)), statement.get("Condition"))
+        for where, statement in _allow_statements(translated)
+        if where.startswith(where_prefix) and any(a.startswith("dynamodb:") for a in _as_list(statement["Action"]))
+        for resource in _as_list(statement["Resource"])
+    ]
+
+
+def test_only_the_tenant_role_reaches_the_tenant_tables(translated: dict[str, Any]) -> None:
+    """Every function's own role reaches at most the idempotency table; the tenant tables are reached
+    only through TenantDataRole, i.e. through a session tagged with the request's tenant."""
+    for where, table, _ in _dynamodb_tables_granted(translated, ""):
+        if not where.startswith("TenantDataRole/"):
+            assert table == "IdempotencyTable", f"{where} grants {table} outside the tenant-scoped session"
+
+
+def test_the_tenant_role_is_confined_to_rows_led_by_its_session_tag(translated: dict[str, Any]) -> None:
+    granted = _dynamodb_tables_granted(translated, "TenantDataRole/")
+    tenant_tables = set(_of_type(translated, "AWS::DynamoDB::Table")) - {"IdempotencyTable"}
+    assert {table for _, table, _ in granted} == tenant_tables
+    for where, table, condition in granted:
+        assert condition is not None, f"{where}: {table} without a LeadingKeys condition"
+        ((operator, keys),) = condition.items()
+        assert operator.startswith("ForAllValues:"), where  # every key of a batch, not just one
+        expected = "${aws:PrincipalTag/tenant_id}#*" if table == "TemplatesTable" else "${aws:PrincipalTag/tenant_id}"
+        assert keys == {"dynamodb:LeadingKeys": [expected]}, f"{where}: {table}: {keys}"
+    trust = translated["Resources"]["TenantDataRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
+    assert set(trust["Action"]) == {"sts:AssumeRole", "sts:TagSession"}
+    assert trust["Condition"]["StringLike"] == {"aws:RequestTag/tenant_id": "?*"}
+
+
+def test_every_function_that_touches_tenant_rows_can_open_a_tenant_session(source: dict[str, Any]) -> None:
+    env = source["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["FACEGATE_TENANT_ROLE_ARN"] == {"Fn::GetAtt": ["TenantDataRole", "Arn"]}
+    for name in ("PolicyCheckFunction", "MatchFunction", "StoreTemplateFunction", "FinishFunction", "ApiFunction"):
+        statements = [st for p in source["Resources"][name]["Properties"]["Policies"] for st in p["Statement"]]
+        assert any(
+            st.get("Resource") == {"Fn::GetAtt": ["TenantDataRole", "Arn"]}
+            and set(st["Action"]) == {"sts:AssumeRole", "sts:TagSession"}
+            for st in statements
+        ), name
+
+
 # --- (f) state machine substitutions ----------------------------------------------------------------
 
 

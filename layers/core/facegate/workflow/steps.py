@@ -25,6 +25,7 @@ from facegate.policy import Decision, Operation
 from facegate.service import FaceService
 from facegate.settings import Settings
 from facegate.store.models import configure
+from facegate.store.scope import tenant_scope
 from facegate.workflow.models import (
     MAX_FACES_LISTED,
     Detection,
@@ -149,19 +150,20 @@ def policy_check(event: dict[str, Any], rt: Runtime, context: Any = None) -> dic
 def _decide(rt: Runtime, req: WorkflowRequest, **facts: Any) -> Decision:
     bulk = req.operation == "bulk_enrol"
     try:
-        return rt.service.decide(
-            req.ctx,
-            Operation.ENROL if bulk else Operation(req.operation),
-            req.gallery_id,
-            subject_id=req.subject_id,
-            consent_id=req.consent_id,
-            threshold=req.threshold,
-            top_k=req.top_k,
-            purpose=req.purpose,
-            case_reference=req.case_reference,
-            consent_per_subject=bulk,
-            **facts,
-        )
+        with tenant_scope(req.tenant_id):
+            return rt.service.decide(
+                req.ctx,
+                Operation.ENROL if bulk else Operation(req.operation),
+                req.gallery_id,
+                subject_id=req.subject_id,
+                consent_id=req.consent_id,
+                threshold=req.threshold,
+                top_k=req.top_k,
+                purpose=req.purpose,
+                case_reference=req.case_reference,
+                consent_per_subject=bulk,
+                **facts,
+            )
     except PolicyDeniedError as exc:  # already audited as request.denied by the service
         if isinstance(exc.decision, Decision):
             return exc.decision
@@ -273,10 +275,11 @@ def _allowed(event: dict[str, Any]) -> tuple[WorkflowRequest, Decision, ProbeTem
 def match(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     """Compare, then store the result with its review state and audit it (once per request)."""
     req, decision, probe = _allowed(event)
-    result = rt.service.match(
-        req.ctx, req.gallery_id, decision, probe.to_embedding(), subject_id=req.subject_id, top_k=req.top_k
-    )
-    row = rt.service.record_result(req.ctx, req.gallery_id, decision, result, request_id=req.request_id)
+    with tenant_scope(req.tenant_id):
+        result = rt.service.match(
+            req.ctx, req.gallery_id, decision, probe.to_embedding(), subject_id=req.subject_id, top_k=req.top_k
+        )
+        row = rt.service.record_result(req.ctx, req.gallery_id, decision, result, request_id=req.request_id)
     return {
         "request_id": row.request_id,
         "status": row.status,
@@ -295,6 +298,10 @@ def store_template(event: dict[str, Any], rt: Runtime, context: Any = None) -> d
         raise InvalidRequestError("an enrolment names its subject and consent")
 
     def store(claim: dict[str, str]) -> dict[str, Any]:
+        with tenant_scope(req.tenant_id):
+            return _store(claim)
+
+    def _store(claim: dict[str, str]) -> dict[str, Any]:
         stored = rt.service.store_template(
             req.ctx,
             req.gallery_id,
@@ -332,14 +339,20 @@ def finish(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     """``complete``: delete the image (the result is stored). ``refused``: record the gate's refusal.
     ``failed``: record what went wrong, with a reason code. Each deletes the image and is audited."""
     action = event.get("action")
+    if action == "failed":
+        return _record_failure(event, rt)
+    req = WorkflowRequest.parse(event.get("request"))
+    with tenant_scope(req.tenant_id):
+        return _finish(action, req, event, rt)
+
+
+def _finish(action: Any, req: WorkflowRequest, event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     if action == "complete":
-        req = WorkflowRequest.parse(event.get("request"))
         deleted = rt.delete_image(req.image)
         what = "upload.deleted" if req.operation == "enrol" else "probe.deleted"
         rt.service.audit.append(req.ctx, what, {"request_id": req.request_id, "key": req.image.key, "deleted": deleted})
         return {"status": "completed", "image_deleted": deleted}
     if action == "refused":
-        req = WorkflowRequest.parse(event.get("request"))
         decision = event.get("decision") or {}
         rt.service.record_outcome(
             req.ctx,
@@ -355,18 +368,15 @@ def finish(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
             "reasons": decision.get("reasons", []),
             "image_deleted": rt.delete_image(req.image),
         }
-    if action == "failed":
-        return _record_failure(event, rt)
     if action == "bulk_complete":
-        return _bulk_complete(event, rt)
+        return _bulk_complete(req, rt)
     raise InvalidRequestError(f"unknown finish action {action!r} (complete, refused, failed or bulk_complete)")
 
 
-def _bulk_complete(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+def _bulk_complete(req: WorkflowRequest, rt: Runtime) -> dict[str, Any]:
     """The job's report, counted into the audit log; the manifest is deleted like any upload."""
     from facegate.batch import report_key
 
-    req = WorkflowRequest.parse(event.get("request"))
     key = report_key(req.tenant_id, req.request_id)
     try:
         report = json.loads(rt.s3.get_object(Bucket=req.image.bucket, Key=key)["Body"].read())
@@ -409,14 +419,15 @@ def _record_failure(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
 
     ctx = req.ctx if req else TenantContext(tenant_id=tenant, actor="workflow")
     request_id = req.request_id if req else probe.request_id() if probe else "unknown"
-    rt.service.record_outcome(
-        ctx,
-        request_id=request_id,
-        operation=req.operation if req else "recognize",
-        gallery_id=req.gallery_id if req else None,
-        status="failed",
-        result={"reasons": [reason]},
-    )
+    with tenant_scope(ctx.tenant_id):
+        rt.service.record_outcome(
+            ctx,
+            request_id=request_id,
+            operation=req.operation if req else "recognize",
+            gallery_id=req.gallery_id if req else None,
+            status="failed",
+            result={"reasons": [reason]},
+        )
     return {"status": "failed", "reasons": [reason], "image_deleted": rt.delete_image(probe) if probe else False}
 
 

@@ -1,0 +1,117 @@
+"""Tenant-scoped sessions: the second wall around each tenant's rows, after the keys themselves.
+
+Every function's own role may not read or write the tenant tables. To touch them, a request assumes
+``FACEGATE_TENANT_ROLE_ARN`` with the session tag ``tenant_id=<the request's tenant>``; that role's
+policy allows DynamoDB only where ``dynamodb:LeadingKeys`` is the tag (``<tenant>`` or
+``<tenant>#...``). So even a bug that built another tenant's key in this process would be refused by
+IAM. Without the variable (tests, the operator's tools) the process's own credentials are used.
+
+The credentials are cached per tenant until shortly before they expire, and so are the table
+connections built with them, so a warm container does not pay an ``AssumeRole`` or a new client per
+request. pynamodb's connections live on the model classes, so a scope holds a process-wide lock:
+Lambda runs one request at a time per container anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from facegate.store.models import ALL_MODELS
+from facegate.tenancy import check_tenant_id
+
+ROLE_VARIABLE: Final = "FACEGATE_TENANT_ROLE_ARN"
+TAG: Final = "tenant_id"
+SESSION_SECONDS: Final = 900
+REFRESH_BEFORE: Final = timedelta(minutes=2)
+
+
+@dataclass
+class _Session:
+    access_key: str
+    secret_key: str
+    token: str
+    expires: datetime
+    connections: dict[type[Any], Any] = field(default_factory=dict)
+
+
+_lock = threading.RLock()
+_sessions: dict[str, _Session] = {}
+_active: list[str] = []
+
+
+def _assume(role_arn: str, tenant_id: str) -> _Session:
+    import boto3
+
+    creds = boto3.client("sts").assume_role(
+        RoleArn=role_arn,
+        RoleSessionName=f"{tenant_id}-{uuid.uuid4().hex[:8]}"[:64],
+        DurationSeconds=SESSION_SECONDS,
+        Tags=[{"Key": TAG, "Value": tenant_id}],
+    )["Credentials"]
+    expires = creds["Expiration"]
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)
+    return _Session(creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"], expires)
+
+
+def _session(role_arn: str, tenant_id: str) -> _Session:
+    cached = _sessions.get(tenant_id)
+    if cached is None or cached.expires - REFRESH_BEFORE <= datetime.now(UTC):
+        cached = _sessions[tenant_id] = _assume(role_arn, tenant_id)
+    return cached
+
+
+def _use(session: _Session | None) -> None:
+    for model in ALL_MODELS:
+        meta = model.Meta
+        meta.aws_access_key_id = session.access_key if session else None
+        meta.aws_secret_access_key = session.secret_key if session else None
+        meta.aws_session_token = session.token if session else None
+        model._connection = session.connections.get(model) if session else None
+
+
+@contextmanager
+def tenant_scope(tenant_id: str) -> Iterator[None]:
+    """Run the block with credentials that can reach only ``tenant_id``'s rows (where configured).
+
+    Nested scopes must name the same tenant: crossing tenants inside a request is refused outright.
+    """
+    check_tenant_id(tenant_id)
+    role_arn = os.environ.get(ROLE_VARIABLE)
+    with _lock:
+        if _active and _active[-1] != tenant_id:
+            raise PermissionError(f"a scope for {_active[-1]} is open: {tenant_id} cannot be entered inside it")
+        if not role_arn or _active:
+            _active.append(tenant_id)
+            try:
+                yield
+            finally:
+                _active.pop()
+            return
+        saved = {model: model._connection for model in ALL_MODELS}
+        session = _session(role_arn, tenant_id)
+        _use(session)
+        _active.append(tenant_id)
+        try:
+            yield
+        finally:
+            _active.pop()
+            for model in ALL_MODELS:  # keep this tenant's connections for its next request
+                if model._connection is not None:
+                    session.connections[model] = model._connection
+            _use(None)
+            for model, connection in saved.items():
+                model._connection = connection
+
+
+def current_tenant() -> str | None:
+    """The tenant whose scope is open in this process, if any (for assertions and logs)."""
+    with _lock:
+        return _active[-1] if _active else None
