@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test lint typecheck bench-speed bench-accuracy clean
+.PHONY: setup demo test lint typecheck static-checks check-packaging bench-speed bench-accuracy clean
 
 $(BIN)/facegate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ lint: $(BIN)/facegate
 typecheck: $(BIN)/facegate
 	$(BIN)/mypy
 
+# sam validate (--lint and plain), cfn-lint on the template and its translation, statelint, moto's ASL parser.
+static-checks: $(BIN)/facegate
+	bash scripts/static-checks
+
+# sam build of the zip functions, the image functions' install step, sizes against Lambda's limits.
+check-packaging: setup
+	bash scripts/check-packaging
+
 bench-speed: setup
 	$(BIN)/python -m benchmarks.speed
 
@@ -41,4 +49,4 @@ bench-accuracy: setup
 	$(BIN)/python -m benchmarks.accuracy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-tools .aws-sam .pytest_cache .mypy_cache .ruff_cache
