@@ -37,4 +37,7 @@ def create_session(
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3
     chosen = list(providers) if providers is not None else default_providers()
+    if CUDA in chosen and hasattr(ort, "preload_dlls"):
+        # The GPU image takes CUDA and cuDNN from NVIDIA's pip wheels: load them before the session does.
+        ort.preload_dlls()
     return ort.InferenceSession(str(model), sess_options=options, providers=chosen)
