@@ -1,36 +1,24 @@
 """PolicyCheck: the first state of every workflow, and the re-check on the detected face count.
 
-A thin handler: Powertools logging, tracing and metrics around one step of ``facegate.workflow``.
-Settings are read and validated at cold start (``Runtime.from_env``): a misconfigured deployment fails
-on its first invocation with the variable's name, not on some later request.
+A thin handler: Powertools logging, tracing and a metric around one step of ``facegate.workflow``
+(``facegate.workflow.handler``); settings are validated at cold start.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from facegate.workflow import steps
-
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
-runtime = steps.Runtime.from_env()
+from facegate.workflow.handler import lambda_handler_for
 
 
-def _allowed(result: dict[str, Any]) -> bool:
-    """The request stage answers ``{duplicate, request, decision}``; the faces stage the decision itself."""
-    decision = result.get("decision", result) if "duplicate" in result else result
-    return bool(decision and decision.get("allowed"))
+def _denied(result: dict[str, Any]) -> int:
+    """The request stage answers ``{duplicate, request, decision}``; the faces stage the decision itself.
+    A duplicate was decided the first time: it is not counted again."""
+    if result.get("duplicate"):
+        return 0
+    decision = result.get("decision") if "duplicate" in result else result
+    return 0 if decision and decision.get("allowed") else 1
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = steps.policy_check(event, runtime, context)
-    metrics.add_metric(name="PolicyDenied", unit=MetricUnit.Count, value=0 if _allowed(result) else 1)
-    return result
+lambda_handler = lambda_handler_for(steps.policy_check, metric=lambda result: ("PolicyDenied", _denied(result)))

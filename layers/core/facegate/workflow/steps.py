@@ -229,7 +229,7 @@ def _once(
 # --- Detect and Embed ----------------------------------------------------------------------------------
 
 
-def detect(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+def detect(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, Any]:
     req = WorkflowRequest.parse(event.get("request"))
     image = rt.read_image(req.image)
     found = detector().detect(image)
@@ -246,7 +246,7 @@ def detect(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     )
 
 
-def embed(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+def embed(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, Any]:
     """The template of the best face (the re-check let through exactly the faces this use case allows)."""
     import numpy as np
 
@@ -272,7 +272,7 @@ def _allowed(event: dict[str, Any]) -> tuple[WorkflowRequest, Decision, ProbeTem
     return req, decision, ProbeTemplate.model_validate(event.get("probe"))
 
 
-def match(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+def match(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, Any]:
     """Compare, then store the result with its review state and audit it (once per request)."""
     req, decision, probe = _allowed(event)
     with tenant_scope(req.tenant_id):
@@ -335,7 +335,7 @@ def store_template(event: dict[str, Any], rt: Runtime, context: Any = None) -> d
 # --- Finish: the result's obligations, refusals and failures -----------------------------------------
 
 
-def finish(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+def finish(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, Any]:
     """``complete``: delete the image (the result is stored). ``refused``: record the gate's refusal.
     ``failed``: record what went wrong, with a reason code. Each deletes the image and is audited."""
     action = event.get("action")
