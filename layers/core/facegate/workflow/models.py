@@ -177,6 +177,12 @@ class Detection(_Model):
     face_count: int = Field(ge=0)
     faces: tuple[FaceBox, ...]
 
+    @model_validator(mode="after")
+    def _listed(self) -> Detection:
+        if len(self.faces) != min(self.face_count, MAX_FACES_LISTED):
+            raise ValueError(f"{len(self.faces)} faces listed for a count of {self.face_count}")
+        return self
+
 
 class ProbeTemplate(_Model):
     """Embed's output: the probe's template (base64 of 512 little-endian float32 bytes)."""
