@@ -79,18 +79,7 @@ def _enrol(cloud: LocalCloud, service: FaceService, subject: str, image: bytes) 
         evidence=b"signed",
         expires_at=datetime.now(UTC) + timedelta(days=30),
     )
-    ref = cloud.put_object(f"tenants/{PRISON.tenant_id}/uploads/{GALLERY}/{subject}.png", image)
-    request = {
-        "request_id": f"enrol-{subject}-{consent.consent_id}",
-        "tenant_id": PRISON.tenant_id,
-        "actor": PRISON.actor,
-        "operation": "enrol",
-        "gallery_id": GALLERY,
-        "subject_id": subject,
-        "consent_id": consent.consent_id,
-        "image": ref.model_dump(),
-    }
-    return cloud.wait_for(cloud.start_execution("EnrolStateMachineArn", request))
+    return cloud.wait_for(cloud.start_enrolment(PRISON, GALLERY, subject, consent.consent_id, image))
 
 
 def _probe(cloud: LocalCloud, data: bytes, **metadata: str) -> tuple[ObjectRef, Execution]:

@@ -207,17 +207,8 @@ class TenantApi:
             ref = self._put(
                 f"tenants/{ctx.tenant_id}/uploads/{body.gallery_id}/{uuid.uuid4().hex}", _image(body.image_b64)
             )
-            request = WorkflowRequest.parse(
-                {
-                    "request_id": ref.request_id(),
-                    "tenant_id": ctx.tenant_id,
-                    "actor": ctx.actor,
-                    "operation": "enrol",
-                    "gallery_id": body.gallery_id,
-                    "subject_id": body.subject_id,
-                    "consent_id": body.consent_id,
-                    "image": ref.model_dump(),
-                }
+            request = WorkflowRequest.for_upload(
+                ctx, ref, "enrol", body.gallery_id, subject_id=body.subject_id, consent_id=body.consent_id
             )
             self._start(self.settings.enrol_state_machine_arn, request)
             return {"request_id": request.request_id, "status": "submitted"}, 202
@@ -227,16 +218,7 @@ class TenantApi:
             ctx, body = self.ctx(), self.body(BulkBody)
             key = f"tenants/{ctx.tenant_id}/manifests/{uuid.uuid4().hex}.jsonl"
             ref = self._put(key, body.manifest_jsonl.encode())
-            request = WorkflowRequest.parse(
-                {
-                    "request_id": ref.request_id(),
-                    "tenant_id": ctx.tenant_id,
-                    "actor": ctx.actor,
-                    "operation": "bulk_enrol",
-                    "gallery_id": body.gallery_id,
-                    "image": ref.model_dump(),
-                }
-            )
+            request = WorkflowRequest.for_upload(ctx, ref, "bulk_enrol", body.gallery_id)
             self._start(self.settings.bulk_enrol_state_machine_arn, request)
             return {"request_id": request.request_id, "status": "submitted"}, 202
 

@@ -20,7 +20,8 @@ from typing import Any, Final
 from facegate.localcloud.adapter import Adapter, activate, deactivate
 from facegate.localcloud.deploy import Stack
 from facegate.localcloud.template import load_template, translate
-from facegate.workflow.models import ObjectRef
+from facegate.tenancy import TenantContext
+from facegate.workflow.models import ObjectRef, WorkflowRequest
 
 REGION: Final = "us-east-1"
 MOTO_CONFIG: Final = {
@@ -219,6 +220,17 @@ class LocalCloud:
             stateMachineArn=self.state_machine_arn(output), name=name[:80], input=json.dumps(payload)
         )["executionArn"]
         return arn
+
+    def start_enrolment(
+        self, ctx: TenantContext, gallery_id: str, subject_id: str, consent_id: str, image: bytes
+    ) -> str:
+        """Upload an enrolment photo under the tenant's ``uploads/`` and start Enrol for it (what the
+        API's ``POST /enrolments`` does); returns the execution ARN."""
+        ref = self.put_object(f"tenants/{ctx.tenant_id}/uploads/{gallery_id}/{uuid.uuid4().hex}", image)
+        request = WorkflowRequest.for_upload(
+            ctx, ref, "enrol", gallery_id, subject_id=subject_id, consent_id=consent_id
+        )
+        return self.start_execution("EnrolStateMachineArn", request.model_dump(mode="json"))
 
     def executions_for(self, ref: ObjectRef) -> list[str]:
         """The executions the upload's event started (a duplicated event starts a second one)."""

@@ -9,7 +9,6 @@ photo, another tenant naming the prison's gallery, a burst over the rate limit.
 from __future__ import annotations
 
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -126,18 +125,8 @@ class Demo:
                 evidence=f"signed release of {subject}".encode(),
                 expires_at=datetime.now(UTC) + timedelta(days=365),
             )
-            ref = self.cloud.put_object(f"tenants/{PRISON.tenant_id}/uploads/{GALLERY}/{subject}.png", _png(paths[0]))
-            request = {
-                "request_id": uuid.uuid4().hex,
-                "tenant_id": PRISON.tenant_id,
-                "actor": PRISON.actor,
-                "operation": "enrol",
-                "gallery_id": GALLERY,
-                "subject_id": subject,
-                "consent_id": consent.consent_id,
-                "image": ref.model_dump(),
-            }
-            runs.append((subject, self.cloud.start_execution("EnrolStateMachineArn", request)))
+            arn = self.cloud.start_enrolment(PRISON, GALLERY, subject, consent.consent_id, _png(paths[0]))
+            runs.append((subject, arn))
         enrolled = 0
         for subject, arn in runs:
             run = self.cloud.wait_for(arn)

@@ -101,6 +101,32 @@ class WorkflowRequest(_Model):
         return _parse(cls, data)
 
     @classmethod
+    def for_upload(
+        cls,
+        ctx: TenantContext,
+        image: ObjectRef,
+        operation: str,
+        gallery_id: str,
+        *,
+        subject_id: str | None = None,
+        consent_id: str | None = None,
+    ) -> WorkflowRequest:
+        """An Enrol or BulkEnrol request for an object the caller uploaded (the request id is the
+        object version's, so a retried start finds the same request)."""
+        return cls.parse(
+            {
+                "request_id": image.request_id(),
+                "tenant_id": ctx.tenant_id,
+                "actor": ctx.actor,
+                "operation": operation,
+                "gallery_id": gallery_id,
+                "subject_id": subject_id,
+                "consent_id": consent_id,
+                "image": image.model_dump(),
+            }
+        )
+
+    @classmethod
     def from_probe(cls, image: ObjectRef, metadata: dict[str, str]) -> WorkflowRequest:
         """A Recognize request from an uploaded probe: its key names the tenant and gallery, its
         metadata the operation and declared purpose. Unknown metadata is refused, not ignored."""
