@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from facegate import datasets
-from facegate.evaluation import Pick, all_pairs, embed_subject, verification_stats, wilson
+from facegate.evaluation import Pick, all_pairs, embed_subject, johns_chip, verification_stats, wilson
 from facegate.fetch import cache_dir
 from facegate.models import PUBLISHED_THRESHOLD
 from facegate.vision import FacePipeline, decode_image
@@ -52,7 +52,7 @@ def johns(pipeline: FacePipeline) -> dict[str, Any]:
     embeddings, labels, missed = [], [], 0
     for name, paths in datasets.johns().items():
         for path in paths:
-            image = cv2.copyMakeBorder(decode_image(path.read_bytes()), 75, 75, 75, 75, cv2.BORDER_CONSTANT)
+            image = johns_chip(path)
             emb = embed_subject(pipeline, image)
             if emb is None:
                 missed += 1

@@ -7,14 +7,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from facegate import datasets
+from facegate.evaluation import johns_chip
 from facegate.localcloud.cloud import LocalCloud
 from facegate.sdk import FacegateApiError, FacegateClient
 from facegate.service import FaceService
-from facegate.vision.decode import cv2, decode_image
+from facegate.vision.decode import cv2
 
 ROOT = Path(__file__).resolve().parents[2]
 TENANT = "hmp-sdk"
@@ -22,8 +22,7 @@ OTHER = "lab-sdk"
 
 
 def _chip(path: Path) -> bytes:
-    image = np.asarray(cv2.copyMakeBorder(decode_image(path.read_bytes()), 75, 75, 75, 75, cv2.BORDER_CONSTANT))
-    ok, data = cv2.imencode(".png", image)
+    ok, data = cv2.imencode(".png", johns_chip(path))
     assert ok
     return bytes(data)
 

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 from facegate import datasets
+from facegate.evaluation import johns_chip
 from facegate.localcloud.cloud import Execution, LocalCloud
 from facegate.service import FaceService
 from facegate.store.models import RequestRecord, TemplateRecord
 from facegate.tenancy import TenantContext
-from facegate.vision.decode import cv2, decode_image
+from facegate.vision.decode import cv2
 from facegate.workflow.models import ObjectRef
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,8 +37,7 @@ def _png(image: np.ndarray) -> bytes:
 
 
 def _chip(path: Path) -> bytes:
-    image = decode_image(path.read_bytes())
-    return _png(np.asarray(cv2.copyMakeBorder(image, 75, 75, 75, 75, cv2.BORDER_CONSTANT)))
+    return _png(johns_chip(path))
 
 
 @pytest.fixture(scope="module")

@@ -12,19 +12,13 @@ import numpy as np
 import pytest
 
 from facegate.errors import EmbeddingMismatchError
-from facegate.evaluation import embed_subject
+from facegate.evaluation import embed_subject, johns_chip
 from facegate.match import MAX_TOP_K, Calibration, Gallery, GalleryTemplate, search, verify
 from facegate.vision import FacePipeline, decode_image
-from facegate.vision.decode import cv2
 from facegate.vision.detector import DEFAULT_SCORE_THRESHOLD
 from facegate.vision.embedder import EMBEDDING_DIM, MODEL_VERSION, Embedding
 
 OPERATING_THRESHOLD = 0.363
-
-
-def _padded(path: Path) -> np.ndarray:
-    # The chips are cropped tight to the face; the detector needs context around it.
-    return cv2.copyMakeBorder(decode_image(path.read_bytes()), 75, 75, 75, 75, cv2.BORDER_CONSTANT)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +27,7 @@ def john_embeddings(pipeline: FacePipeline, johns: dict[str, list[Path]]) -> dic
     for name, paths in johns.items():
         out[name] = []
         for path in paths:
-            emb = embed_subject(pipeline, _padded(path))
+            emb = embed_subject(pipeline, johns_chip(path))
             assert emb is not None, f"no face detected in {path.name}"
             out[name].append(emb)
     return out

@@ -8,24 +8,16 @@ builds on exactly these calls.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from facegate import datasets
 from facegate.errors import ImageError
-from facegate.evaluation import embed_subject
+from facegate.evaluation import embed_subject, johns_chip
 from facegate.models import PUBLISHED_THRESHOLD, ModelStore
 from facegate.models.build import build_models
 from facegate.vision import FacePipeline, decode_image
-from facegate.vision.decode import BgrImage, cv2
 
 THRESHOLD = PUBLISHED_THRESHOLD
-
-
-def _chip(path: Path) -> BgrImage:
-    # The chips are cropped tight; the detector needs context around the face.
-    return np.asarray(cv2.copyMakeBorder(decode_image(path.read_bytes()), 75, 75, 75, 75, cv2.BORDER_CONSTANT))
 
 
 def run_vision_demo() -> int:
@@ -41,7 +33,7 @@ def run_vision_demo() -> int:
     print("2. Enrol one photo of each of 5 people (a bounded gallery).")
     names, vectors = [], []
     for name, paths in people.items():
-        emb = embed_subject(pipeline, _chip(paths[0]))
+        emb = embed_subject(pipeline, johns_chip(paths[0]))
         if emb is None:
             print(f"   {name}: no usable face, not enrolled")
             continue
@@ -54,7 +46,7 @@ def run_vision_demo() -> int:
     right = wrong = none = 0
     for name, paths in people.items():
         for path in paths[1:]:
-            emb = embed_subject(pipeline, _chip(path))
+            emb = embed_subject(pipeline, johns_chip(path))
             if emb is None:
                 none += 1
                 continue

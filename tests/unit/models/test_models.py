@@ -22,6 +22,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from facegate import fetch
 from facegate.errors import ModelBuildError, ModelIntegrityError, ModelNotFoundError
+from facegate.evaluation import johns_chip
 from facegate.models import DETECTOR, EMBEDDER, MANIFEST_NAME, RECIPE_VERSION, SPECS, ModelSpec, ModelStore
 from facegate.models import build as build_mod
 from facegate.models.build import EMBEDDING_MIN_COSINE, OUTPUT_ATOL, build_models, rewrite_sface, rewrite_yunet
@@ -340,7 +341,7 @@ def test_rewritten_sface_equals_original_on_real_faces(
     crops = []
     for paths in johns.values():
         for path in paths[:2]:
-            chip = cv2.copyMakeBorder(decode_image(path.read_bytes()), 75, 75, 75, 75, cv2.BORDER_CONSTANT)
+            chip = johns_chip(path)
             faces = pipeline.detector.detect(chip)
             assert len(faces) >= 1, f"no face in {path.name}"
             crops.append(align_face(chip, faces[0].landmarks))

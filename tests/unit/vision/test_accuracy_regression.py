@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from facegate import datasets
-from facegate.evaluation import all_pairs, embed_subject, verification_stats
+from facegate.evaluation import all_pairs, embed_subject, johns_chip, verification_stats
 from facegate.vision import FacePipeline, decode_image
 from facegate.vision.decode import cv2
 from facegate.vision.detector import DEFAULT_SCORE_THRESHOLD
@@ -17,17 +17,12 @@ from facegate.vision.detector import DEFAULT_SCORE_THRESHOLD
 OPERATING_THRESHOLD = 0.363
 
 
-def _padded(path: Path) -> np.ndarray:
-    # The chips are cropped tight to the face; the detector needs context around it.
-    return cv2.copyMakeBorder(decode_image(path.read_bytes()), 75, 75, 75, 75, cv2.BORDER_CONSTANT)
-
-
 def test_johns_all_pairs_are_decided_right(pipeline: FacePipeline, johns: dict[str, list[Path]]) -> None:
     """GIVEN 5 people x 11 chips WHEN every pair is compared THEN all 1,485 decisions are right."""
     embeddings, labels = [], []
     for name, paths in johns.items():
         for path in paths:
-            emb = embed_subject(pipeline, _padded(path))
+            emb = embed_subject(pipeline, johns_chip(path))
             assert emb is not None, f"no face detected in {path.name}"
             embeddings.append(emb)
             labels.append(name)
@@ -95,7 +90,7 @@ def test_scale_policy_finds_exactly_one_face_at_every_size(
     must find each face once, whatever its size.
     """
     for name, paths in johns.items():
-        image = _padded(paths[0])
+        image = johns_chip(paths[0])
         big = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
         faces = pipeline.detector.detect(big)
         assert len(faces) == 1, f"{name} x{factor}: {len(faces)} faces"

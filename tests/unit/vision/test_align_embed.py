@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from facegate.errors import EmbeddingMismatchError
+from facegate.evaluation import johns_chip
 from facegate.vision import EMBEDDING_DIM, Embedding, FacePipeline, decode_image
 from facegate.vision.align import CROP_SIZE, TEMPLATE, align_face, similarity_transform
 from facegate.vision.decode import cv2
@@ -80,7 +81,7 @@ def test_embeddings_of_different_model_versions_cannot_be_compared() -> None:
 def test_batched_embedding_equals_single(pipeline: FacePipeline, johns: dict[str, list[Path]]) -> None:
     crops = []
     for paths in johns.values():
-        chip = cv2.copyMakeBorder(decode_image(paths[0].read_bytes()), 75, 75, 75, 75, cv2.BORDER_CONSTANT)
+        chip = johns_chip(paths[0])
         crops.append(align_face(chip, pipeline.detector.detect(chip)[0].landmarks))
     batched = pipeline.embedder.embed(crops)
     for crop, emb in zip(crops, batched, strict=True):

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facegate.evaluation import johns_chip
 from facegate.vision import FacePipeline, decode_image
 from facegate.vision.decode import cv2
 from facegate.vision.detector import (
@@ -124,7 +125,7 @@ def test_batch_detection_equals_one_at_a_time(pipeline: FacePipeline, johns: dic
     """GIVEN images of mixed sizes WHEN detected as a batch THEN results equal single-image detection."""
     images = []
     for k, paths in enumerate(johns.values()):
-        chip = cv2.copyMakeBorder(decode_image(paths[0].read_bytes()), 75, 75, 75, 75, cv2.BORDER_CONSTANT)
+        chip = johns_chip(paths[0])
         images.append(cv2.resize(chip, None, fx=1 + k % 3, fy=1 + k % 3) if k % 2 else chip)
     batched = pipeline.detector.detect_batch(images)
     for image, got in zip(images, batched, strict=True):

@@ -12,8 +12,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-import numpy as np
-
 from facegate import datasets
 from facegate.errors import PolicyDeniedError
 from facegate.localcloud.cloud import Execution, LocalCloud
@@ -31,11 +29,11 @@ BURST: Final = 12
 
 
 def _png(path: Any) -> bytes:
-    """A johns chip with a black border (the chips are cropped tight; the detector needs context)."""
-    from facegate.vision.decode import cv2, decode_image
+    """A johns chip, padded for the detector, as the PNG a tenant would upload."""
+    from facegate.evaluation import johns_chip
+    from facegate.vision.decode import cv2
 
-    image = cv2.copyMakeBorder(decode_image(path.read_bytes()), 75, 75, 75, 75, cv2.BORDER_CONSTANT)
-    ok, encoded = cv2.imencode(".png", np.asarray(image))
+    ok, encoded = cv2.imencode(".png", johns_chip(path))
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return bytes(encoded)
