@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from facegate.errors import FacegateError, InvalidRequestError, PolicyDeniedError
 from facegate.store.scope import tenant_scope
 from facegate.tenancy import ENTITY_ID, TenantContext
+from facegate.workflow.models import ObjectRef
 
 MAX_LINES: Final = 10_000
 BATCH_SIZE: Final = 32
@@ -114,8 +115,8 @@ def run(
     ctx = TenantContext(tenant_id=tenant_id, actor=actor)
     if not manifest_key.startswith(f"tenants/{tenant_id}/manifests/"):
         raise InvalidRequestError("the manifest must lie under the tenant's manifests/ prefix")
-    args = {"Bucket": bucket, "Key": manifest_key, **({"VersionId": manifest_version} if manifest_version else {})}
-    lines = parse_manifest(s3.get_object(**args)["Body"].read().decode("utf-8"), tenant_id)
+    manifest = ObjectRef(bucket=bucket, key=manifest_key, version_id=manifest_version)
+    lines = parse_manifest(s3.get_object(**manifest.s3_args())["Body"].read().decode("utf-8"), tenant_id)
 
     service = FaceService()
     pipeline = FacePipeline.from_store()

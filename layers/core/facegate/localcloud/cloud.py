@@ -275,9 +275,8 @@ class LocalCloud:
         return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
 
     def object_exists(self, ref: ObjectRef) -> bool:
-        args = {"Bucket": ref.bucket, "Key": ref.key, **({"VersionId": ref.version_id} if ref.version_id else {})}
         try:
-            self.client("s3").head_object(**args)
+            self.client("s3").head_object(**ref.s3_args())
         except self.client("s3").exceptions.ClientError:
             return False
         return True

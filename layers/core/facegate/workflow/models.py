@@ -48,6 +48,13 @@ class ObjectRef(_Model):
     def idempotency_key(self) -> str:
         return f"{self.bucket}/{self.key}#{self.version_id or ''}"
 
+    def s3_args(self) -> dict[str, str]:
+        """``Bucket``, ``Key`` and (when versioned) ``VersionId``: the arguments of S3's object calls."""
+        args = {"Bucket": self.bucket, "Key": self.key}
+        if self.version_id:
+            args["VersionId"] = self.version_id
+        return args
+
     def request_id(self) -> str:
         """The same object version always names the same request (a duplicated event finds it)."""
         return hashlib.sha256(self.idempotency_key.encode()).hexdigest()[:32]

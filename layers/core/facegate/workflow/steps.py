@@ -78,7 +78,7 @@ class Runtime:
         """Fetch and safely decode one object version; the size is checked before the download."""
         from facegate.vision.decode import MAX_BYTES, decode_image
 
-        args = _object_args(ref)
+        args = ref.s3_args()
         try:
             head = self.s3.head_object(**args)
             if head["ContentLength"] > MAX_BYTES:
@@ -91,19 +91,12 @@ class Runtime:
     def delete_image(self, ref: ObjectRef) -> bool:
         """Delete the object version (permanently, in a versioned bucket). ``False`` if it was gone."""
         try:
-            self.s3.delete_object(**_object_args(ref))
+            self.s3.delete_object(**ref.s3_args())
         except ClientError as exc:
             if _code(exc) in ("NoSuchKey", "NoSuchVersion", "404"):
                 return False
             raise
         return True
-
-
-def _object_args(ref: ObjectRef) -> dict[str, str]:
-    args = {"Bucket": ref.bucket, "Key": ref.key}
-    if ref.version_id:
-        args["VersionId"] = ref.version_id
-    return args
 
 
 def _code(exc: ClientError) -> str:
@@ -181,7 +174,7 @@ def _request_stage(raw: Any, rt: Runtime, context: Any) -> dict[str, Any]:
         req = request
         if probe is not None:
             try:
-                head = rt.s3.head_object(**_object_args(probe))
+                head = rt.s3.head_object(**probe.s3_args())
             except ClientError as exc:
                 raise InvalidRequestError(f"the probe {probe.key} cannot be read: {_code(exc)}") from exc
             req = WorkflowRequest.from_probe(probe, head.get("Metadata", {}))
