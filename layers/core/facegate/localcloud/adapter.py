@@ -308,18 +308,13 @@ def _start_execution(state_machine_arn: str, event: dict[str, Any]) -> None:
         _active.executions_started.append(arn)
 
 
-def _camel(params: dict[str, Any]) -> dict[str, Any]:
-    """ASL spells Batch's parameters in PascalCase; the Batch API (and boto3) in camelCase."""
-
-    def convert(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k[:1].lower() + k[1:]: convert(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [convert(v) for v in value]
-        return value
-
-    converted: dict[str, Any] = convert(params)
-    return converted
+def camel_keys(value: Any) -> Any:
+    """CloudFormation and ASL spell Batch's parameters in PascalCase; the Batch API (boto3) in camelCase."""
+    if isinstance(value, dict):
+        return {k[:1].lower() + k[1:]: camel_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [camel_keys(v) for v in value]
+    return value
 
 
 def _submit_batch(task: Any, env: Any, part: Any, params: dict[str, Any]) -> None:
@@ -328,7 +323,7 @@ def _submit_batch(task: Any, env: Any, part: Any, params: dict[str, Any]) -> Non
     if _active is None:
         raise RuntimeError("the local cloud is not active")
     batch = boto3.client("batch", region_name=part.region)
-    request = _camel(params)
+    request: dict[str, Any] = camel_keys(params)
     job_id = batch.submit_job(**request)["jobId"]
     definition = batch.describe_job_definitions(jobDefinitions=[request["jobDefinition"]])["jobDefinitions"]
     if not definition:

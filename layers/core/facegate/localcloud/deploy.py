@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import boto3
 
-from facegate.localcloud.adapter import Adapter, LocalFunction
+from facegate.localcloud.adapter import Adapter, LocalFunction, camel_keys
 
 ACCOUNT: Final = "123456789012"
 NO_VALUE: Final = object()
@@ -480,7 +480,7 @@ def _batch_compute(stack: Stack, logical: str, p: dict[str, Any], body: dict[str
             )["Role"]["Arn"]
         args["serviceRole"] = arn
     if "ComputeResources" in p:
-        args["computeResources"] = _camel_keys(p["ComputeResources"])
+        args["computeResources"] = camel_keys(p["ComputeResources"])
     env = stack.client("batch").create_compute_environment(**args)
     return env["computeEnvironmentArn"], {"ComputeEnvironmentArn": env["computeEnvironmentArn"]}
 
@@ -490,7 +490,7 @@ def _batch_queue(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, 
         jobQueueName=p.get("JobQueueName") or f"{stack.name}-{logical}",
         state=p.get("State", "ENABLED"),
         priority=int(p["Priority"]),
-        computeEnvironmentOrder=_camel_keys(p["ComputeEnvironmentOrder"]),
+        computeEnvironmentOrder=camel_keys(p["ComputeEnvironmentOrder"]),
     )
     return queue["jobQueueArn"], {"JobQueueArn": queue["jobQueueArn"]}
 
@@ -501,25 +501,17 @@ def _batch_job_definition(stack: Stack, logical: str, p: dict[str, Any], body: d
         "type": p["Type"],
     }
     if "ContainerProperties" in p:
-        args["containerProperties"] = _camel_keys(p["ContainerProperties"])
+        args["containerProperties"] = camel_keys(p["ContainerProperties"])
     if "Parameters" in p:
         args["parameters"] = p["Parameters"]
     if "RetryStrategy" in p:
-        args["retryStrategy"] = _camel_keys(p["RetryStrategy"])
+        args["retryStrategy"] = camel_keys(p["RetryStrategy"])
     if "Timeout" in p:
-        args["timeout"] = _camel_keys(p["Timeout"])
+        args["timeout"] = camel_keys(p["Timeout"])
     if "PlatformCapabilities" in p:
         args["platformCapabilities"] = p["PlatformCapabilities"]
     arn = stack.client("batch").register_job_definition(**args)["jobDefinitionArn"]
     return arn, {}
-
-
-def _camel_keys(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k[:1].lower() + k[1:]: _camel_keys(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_camel_keys(v) for v in value]
-    return value
 
 
 def _user_pool(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
