@@ -378,6 +378,17 @@ class FaceService:
         templates = [_reference(t) for t in self.templates.in_gallery(ctx, gallery_id, now=self.clock())]
         return search(probe, templates, threshold=decision.threshold, top_k=top_k, calibration=self.calibration)
 
+    def _put_once(self, ctx: TenantContext, request_id: str | None, **row: Any) -> tuple[RequestRow, bool]:
+        """The request's row, written once: a second write for the same request id gets the stored row
+        back (and ``False``), so a retried step neither records nor audits twice."""
+        try:
+            return self.requests.put(ctx, request_id=request_id, retention=REQUEST_RETENTION, **row), True
+        except ConflictError:
+            existing = self.requests.get(ctx, request_id) if request_id else None
+            if existing is None:
+                raise
+            return existing, False
+
     def record_result(
         self,
         ctx: TenantContext,
@@ -392,23 +403,18 @@ class FaceService:
         review = "not_required"
         if HUMAN_REVIEW in decision.obligations and not _no_match(result):
             review = "pending"
-        try:
-            row = self.requests.put(
-                ctx,
-                operation=decision.operation,
-                gallery_id=gallery_id,
-                status="completed",
-                decision=decision.to_dict(),
-                result=result.to_dict(),
-                review_state=review,
-                retention=REQUEST_RETENTION,
-                request_id=request_id,
-            )
-        except ConflictError:
-            existing = self.requests.get(ctx, request_id) if request_id else None
-            if existing is None:
-                raise
-            return existing
+        row, written = self._put_once(
+            ctx,
+            request_id,
+            operation=decision.operation,
+            gallery_id=gallery_id,
+            status="completed",
+            decision=decision.to_dict(),
+            result=result.to_dict(),
+            review_state=review,
+        )
+        if not written:
+            return row
         self.audit.append(
             ctx,
             f"{decision.operation}.completed",
@@ -439,24 +445,17 @@ class FaceService:
         its reasons."""
         if status not in ("completed", "refused", "failed"):
             raise ValueError(f"a request ends 'completed', 'refused' or 'failed', not {status!r}")
-        try:
-            row = self.requests.put(
-                ctx,
-                operation=operation,
-                gallery_id=gallery_id,
-                status=status,
-                decision=decision or {"allowed": False, "reasons": result.get("reasons", [])},
-                result=result,
-                review_state="not_required",
-                retention=REQUEST_RETENTION,
-                request_id=request_id,
-            )
-        except ConflictError:
-            existing = self.requests.get(ctx, request_id)
-            if existing is None:
-                raise
-            return existing
-        if status == "failed":
+        row, written = self._put_once(
+            ctx,
+            request_id,
+            operation=operation,
+            gallery_id=gallery_id,
+            status=status,
+            decision=decision or {"allowed": False, "reasons": result.get("reasons", [])},
+            result=result,
+            review_state="not_required",
+        )
+        if written and status == "failed":
             self.audit.append(
                 ctx,
                 "request.failed",
