@@ -156,6 +156,17 @@ class ConflictError(StorageError):
     code = "storage.conflict"
 
 
+class WriteConditionError(ConflictError):
+    """A data write that was to commit with an audit entry failed its own condition (not a race on the
+    audit head): nothing of the transaction was written. ``names`` says which writes refused."""
+
+    code = "storage.condition_failed"
+
+    def __init__(self, message: str, names: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.names = names
+
+
 # --- fetching registry artefacts -------------------------------------------------------------------
 
 
@@ -169,3 +180,50 @@ class ChecksumMismatchError(FetchError):
     """A downloaded or extracted file does not have the pinned sha256."""
 
     code = "fetch.checksum_mismatch"
+
+
+# --- tenant registration ---------------------------------------------------------------------------
+
+
+class RegistrationError(InvalidRequestError):
+    """A registration names a sector, country or jurisdiction outside facegate's closed vocabularies
+    (``facegate.policy.vocabulary``). The message says which canonical value to use; nothing is mapped."""
+
+    code = "registration.invalid"
+
+
+class UnknownSectorError(RegistrationError):
+    code = "registration.unknown_sector"
+
+
+class UnknownCountryError(RegistrationError):
+    """Not an officially assigned ISO 3166-1 alpha-2 code, written exactly (``US``, not ``us`` or ``USA``)."""
+
+    code = "registration.unknown_country"
+
+
+class UnknownJurisdictionError(RegistrationError):
+    """Neither the country code nor an ISO 3166-2 subdivision code of the registered country."""
+
+    code = "registration.unknown_jurisdiction"
+
+
+# --- untrusted image input: decode budgets ---------------------------------------------------------
+
+
+class DecodeMemoryError(TooManyPixelsError):
+    """Decoding would need more memory than the decode budget: refused from the header, before decoding.
+
+    The need is counted as pixels × channels × bytes per sample (and a JPEG's coefficient buffer), so a
+    16-bit RGBA image is refused at fewer pixels than an 8-bit RGB one. A subclass of the pixel-limit
+    error: the remedy is the same (send a smaller image).
+    """
+
+    code = "image.decode_memory"
+
+
+class TooManyScansError(ImageError):
+    """A JPEG with more scans than encoders write. Each scan is another pass over the whole image and can
+    cost only a few bytes, so a small file with thousands of them takes minutes to decode."""
+
+    code = "image.too_many_scans"

@@ -134,7 +134,9 @@ def test_prison_search_finds_the_person_and_waits_for_two_reviewers(
 
 
 def test_a_city_camera_network_application_is_refused_with_reasons_and_audited(service: FaceService) -> None:
-    service.registry.register("capital-city", name="Capital City", sector="government", country="XK", jurisdiction="XK")
+    service.registry.register(
+        "capital-city", name="Capital City", sector="government", country="GB", jurisdiction="GB-LND"
+    )
     with pytest.raises(PolicyDeniedError) as refused:
         service.approve_use_case(
             OPERATOR,

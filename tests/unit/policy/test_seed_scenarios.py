@@ -81,7 +81,7 @@ def test_police_patrol_car_and_body_cam_identification_in_california_is_denied(g
 
 
 def test_capital_city_camera_network_is_denied(gate: PolicyGate) -> None:
-    city = _tenant("capital-city", "government", "XK", "XK-CAPITAL")
+    city = _tenant("capital-city", "government", "GB", "GB-LND")
     decision = gate.decide(
         PolicyRequest(
             tenant=city,

@@ -79,7 +79,7 @@ class Demo:
         reg = self.service.registry
         reg.register(PRISON.tenant_id, name="HMP Northfield", sector="corrections", country="GB", jurisdiction="GB-ENG")
         reg.register(OTHER.tenant_id, name="Riverside Lab", sector="private", country="GB", jurisdiction="GB-ENG")
-        reg.register("capital-city", name="Capital City", sector="government", country="XK", jurisdiction="XK")
+        reg.register("capital-city", name="Capital City", sector="government", country="GB", jurisdiction="GB-LND")
         until = datetime.now(UTC) + timedelta(days=365)
         granted = self.service.approve_use_case(
             OPERATOR, PRISON.tenant_id, use_case="access_control", deployment="closed_facility", expires_at=until

@@ -11,6 +11,7 @@ from facegate.policy.gate import (
     Reason,
     TenantFacts,
 )
+from facegate.policy.vocabulary import Sector, TenantVocabulary, validate_registration
 
 __all__ = [
     "ApprovalFacts",
@@ -21,7 +22,10 @@ __all__ = [
     "PolicyGate",
     "PolicyRequest",
     "Reason",
+    "Sector",
     "TenantFacts",
+    "TenantVocabulary",
     "UseCase",
     "default_catalog",
+    "validate_registration",
 ]

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from facegate.errors import CatalogError
 from facegate.models import PUBLISHED_THRESHOLD
+from facegate.policy.vocabulary import COUNTRIES, Sector, TenantVocabulary
 
 # SFace's published operating point (cosine 0.363). A floor below it would accept more false matches
 # than the model's authors recommend for any use.
@@ -61,9 +62,19 @@ class UseCase(_Strict):
 
 
 class Moratorium(_Strict):
-    sector: str
+    """No use at all by a sector in the listed countries. Both are checked against the registration
+    vocabularies on load: a misspelt moratorium would match no tenant and so refuse nobody."""
+
+    sector: Sector
     countries: tuple[str, ...] = Field(min_length=1)
     note: str
+
+    @model_validator(mode="after")
+    def _known_countries(self) -> Moratorium:
+        unknown = [c for c in self.countries if c not in COUNTRIES]
+        if unknown:
+            raise ValueError(f"moratorium countries {unknown} are not ISO 3166-1 alpha-2 codes")
+        return self
 
 
 class Catalog(_Strict):
@@ -71,8 +82,9 @@ class Catalog(_Strict):
     moratoria: tuple[Moratorium, ...]
     use_cases: dict[str, UseCase] = Field(min_length=1)
 
-    def under_moratorium(self, sector: str, country: str) -> bool:
-        return any(m.sector == sector and country in m.countries for m in self.moratoria)
+    def under_moratorium(self, registration: TenantVocabulary) -> bool:
+        """Whether a (validated, hence canonical) registration falls under a moratorium."""
+        return any(m.sector is registration.sector and registration.country in m.countries for m in self.moratoria)
 
     @classmethod
     def from_json(cls, text: str) -> Catalog:

@@ -22,8 +22,9 @@ from typing import Any, Final
 import cedarpy
 from pydantic import BaseModel, ConfigDict, Field
 
-from facegate.errors import CatalogError
-from facegate.policy.catalog import Catalog, default_catalog
+from facegate.errors import CatalogError, RegistrationError
+from facegate.policy.catalog import DEPLOYMENTS, Catalog, default_catalog
+from facegate.policy.vocabulary import TenantVocabulary, validate_registration
 
 POLICY_FILES: Final = ("never.cedar", "requests.cedar", "use_cases.cedar")
 SCHEMA_FILE: Final = "schema.cedarschema"
@@ -198,6 +199,15 @@ def _milli(value: float) -> int:
     return round(value * 1000)
 
 
+def _registration(tenant: TenantFacts) -> TenantVocabulary | None:
+    """The tenant's canonical registration, or None for a row that predates validation and holds
+    free text: the gate then refuses (``request.registration_invalid``) rather than guess."""
+    try:
+        return validate_registration(tenant.sector, tenant.country, tenant.jurisdiction)
+    except RegistrationError:
+        return None
+
+
 class PolicyGate:
     """Evaluates requests against the catalog and the Cedar policies (both versioned together)."""
 
@@ -221,6 +231,7 @@ class PolicyGate:
         if threshold is None and use_case is not None:
             threshold = use_case.default_threshold
         gallery = req.gallery
+        registration = _registration(req.tenant)
         return {
             "use_case": req.use_case,
             "use_case_known": use_case is not None,
@@ -228,7 +239,11 @@ class PolicyGate:
             "source_kind": req.source_kind,
             "approval_active": bool(live) and deployment in (use_case.deployments if use_case else ()),
             "approval_expired": bool(current) and not live,
-            "moratorium": self.catalog.under_moratorium(req.tenant.sector, req.tenant.country),
+            # Deployment names are compared exactly: "Camera_Network" or "bodycam" is not offered.
+            "deployment_offered": deployment in DEPLOYMENTS,
+            "deployment_allowed": deployment in (use_case.deployments if use_case else ()),
+            "registration_valid": registration is not None,
+            "moratorium": registration is not None and self.catalog.under_moratorium(registration),
             "gallery_found": req.gallery_found and gallery is not None
             if req.operation in (Operation.ENROL, Operation.VERIFY, Operation.SEARCH)
             else True,
