@@ -3,9 +3,14 @@ from the deployed API's own definition, the real ``api`` handler, the real workf
 
 from __future__ import annotations
 
+import base64
+import json
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,3 +118,131 @@ def test_a_malformed_body_is_a_clear_400(officer: FacegateClient) -> None:
     assert bad.value.status == 400
     assert bad.value.code == "request.invalid"
     assert "operation" in bad.value.message
+
+
+# --- the caller's mistakes are 400s, and nothing is written -----------------------------------------
+
+
+def _post_raw(client: FacegateClient, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    """POST bytes as they are (the SDK would refuse to serialise some of these bodies itself)."""
+    request = urllib.request.Request(
+        client.endpoint + path,
+        data=body,
+        method="POST",
+        headers={"Authorization": client.id_token, "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=client.timeout) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def _probe_versions(cloud: LocalCloud) -> set[str]:
+    """Every probe version of the tenant (as a set: a finished workflow deletes its probe meanwhile)."""
+    listed = cloud.client("s3").list_object_versions(Bucket=cloud.bucket, Prefix=f"tenants/{TENANT}/probes/")
+    return {f"{v['Key']}?{v['VersionId']}" for v in listed.get("Versions", []) + listed.get("DeleteMarkers", [])}
+
+
+def _consent_rows(cloud: LocalCloud) -> int:
+    return int(cloud.client("dynamodb").scan(TableName=f"{cloud.stack_name}-consents", Select="COUNT")["Count"])
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("purpose", "entrée au portail B"),
+        ("purpose", "entry\r\nx-amz-meta-actor: someone-else"),
+        ("purpose", "entry\ngate"),
+        ("purpose", "entry\x00gate"),
+        ("purpose", "entry\tgate"),
+        ("case_reference", "CASE-7\r\n8"),
+        ("case_reference", "réf-2024-001"),
+        ("case_reference", "CASE\x7f7"),
+    ],
+    ids=["non-ascii", "crlf-injection", "lf", "nul", "tab", "ref-crlf", "ref-non-ascii", "ref-del"],
+)
+def test_a_probe_field_that_s3_metadata_cannot_carry_is_a_400_and_nothing_is_stored(
+    cloud: LocalCloud, officer: FacegateClient, field: str, value: str
+) -> None:
+    versions, executions = _probe_versions(cloud), len(cloud.adapter.executions_started)
+    body = {"gallery_id": "staff", "operation": "search", "image_b64": base64.b64encode(b"probe").decode()}
+    with pytest.raises(FacegateApiError) as bad:
+        officer._call("POST", "/probes", {**body, field: value})
+    assert bad.value.status == 400
+    assert bad.value.code == "request.invalid"
+    assert field in bad.value.message
+    assert "printable ASCII" in bad.value.message
+    assert _probe_versions(cloud) <= versions  # no object, so no Recognize either
+    assert len(cloud.adapter.executions_started) == executions
+
+
+def test_a_probe_purpose_of_printable_ascii_is_still_accepted(cloud: LocalCloud, officer: FacegateClient) -> None:
+    executions = len(cloud.adapter.executions_started)
+    submitted = officer.search(
+        "staff", b"probe", purpose="entry at gate A (shift 2); ok? ~ #1", case_reference="CASE-2024/001"
+    )
+    assert submitted["status"] == "submitted"
+    assert len(cloud.adapter.executions_started) == executions + 1
+    assert officer.wait_for_request(submitted["request_id"])["status"] in {"failed", "refused"}  # not an image
+
+
+@pytest.mark.parametrize("expires_at", ["2030-01-01T00:00:00", "2030-01-01"], ids=["naive-datetime", "date-only"])
+def test_a_consent_expiry_without_a_timezone_is_a_400_and_nothing_is_recorded(
+    cloud: LocalCloud, officer: FacegateClient, expires_at: str
+) -> None:
+    rows, audited = _consent_rows(cloud), len(officer.export_audit()["entries"])
+    body = {
+        "subject_id": "s-naive",
+        "purpose": "access_control",
+        "evidence_b64": base64.b64encode(b"signed").decode(),
+        "expires_at": expires_at,
+    }
+    with pytest.raises(FacegateApiError) as bad:
+        officer._call("POST", "/consents", body)
+    assert bad.value.status == 400
+    assert bad.value.code == "request.invalid"
+    assert "expires_at" in bad.value.message
+    assert "timezone" in bad.value.message
+    assert _consent_rows(cloud) == rows
+    assert len(officer.export_audit()["entries"]) == audited
+
+
+DEPTH = 10_000
+
+
+@pytest.mark.parametrize(
+    "path", ["/galleries", "/consents", "/probes", "/enrolments", "/bulk-enrolments", "/requests/r-1/review"]
+)
+@pytest.mark.parametrize(
+    "body",
+    [
+        ("[" * DEPTH + "]" * DEPTH).encode(),
+        ('{"gallery_id": ' + "[" * DEPTH + "]" * DEPTH + "}").encode(),
+        ('{"a":' * DEPTH + "1" + "}" * DEPTH).encode(),
+    ],
+    ids=["arrays", "nested-in-a-field", "objects"],
+)
+def test_a_deeply_nested_body_is_a_400_and_nothing_is_stored(
+    cloud: LocalCloud, officer: FacegateClient, path: str, body: bytes
+) -> None:
+    versions = _probe_versions(cloud)
+    status, answer = _post_raw(officer, path, body)
+    assert status == 400, answer
+    assert answer["code"] == "request.invalid"
+    assert "nested" in answer["message"]
+    assert _probe_versions(cloud) <= versions
+
+
+def test_the_deployed_workflows_keep_their_history_under_the_data_key(cloud: LocalCloud) -> None:
+    """What the API starts runs encrypted with the stack's data key (the template, deployed)."""
+    assert cloud.stack is not None
+    key = cloud.stack.attrs["DataKey"]["Arn"]
+    sfn = cloud.client("stepfunctions")
+    for output in ("RecognizeStateMachineArn", "EnrolStateMachineArn", "BulkEnrolStateMachineArn"):
+        described = sfn.describe_state_machine(stateMachineArn=cloud.state_machine_arn(output))
+        assert described["encryptionConfiguration"] == {
+            "type": "CUSTOMER_MANAGED_KMS_KEY",
+            "kmsKeyId": key,
+            "kmsDataKeyReusePeriodSeconds": 300,
+        }, output

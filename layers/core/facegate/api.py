@@ -13,12 +13,11 @@ import base64
 import binascii
 import os
 import uuid
-from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from facegate.errors import (
     ConflictError,
@@ -60,6 +59,21 @@ class _Body(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _metadata_text(value: str) -> str:
+    """S3 user metadata travels as HTTP headers: US-ASCII only, and a CR or LF would end the header
+    (botocore refuses both before sending, which surfaced as a 5xx). Tabs and other control characters
+    are refused too, so what the workflow reads back is exactly what the caller sent."""
+    if not (value.isascii() and value.isprintable()):
+        raise ValueError(
+            "must be printable ASCII (it is stored as S3 object metadata): "
+            "no accented or other non-ASCII letters, no line breaks, tabs or other control characters"
+        )
+    return value
+
+
+MetadataText = AfterValidator(_metadata_text)
+
+
 class GalleryBody(_Body):
     gallery_id: str = Field(pattern=ENTITY_ID.pattern)
     name: str = Field(min_length=1, max_length=256)
@@ -70,7 +84,8 @@ class ConsentBody(_Body):
     subject_id: str = Field(pattern=ENTITY_ID.pattern)
     purpose: str
     evidence_b64: str = Field(min_length=1, max_length=1_000_000)
-    expires_at: datetime
+    expires_at: AwareDatetime
+    """With its UTC offset: a naive time names no instant (and cannot be compared with the grant's)."""
 
 
 class ProbeBody(_Body):
@@ -78,8 +93,11 @@ class ProbeBody(_Body):
     operation: Literal["verify", "search"]
     image_b64: str = Field(min_length=1)
     subject_id: str | None = Field(default=None, pattern=ENTITY_ID.pattern)
-    purpose: str | None = Field(default=None, max_length=512)
-    case_reference: str | None = Field(default=None, max_length=256)
+    # The same bounds as the WorkflowRequest that Recognize builds from this metadata. S3 allows 2 KB of
+    # user metadata (names and values); at most ~1.3 KB is used: operation 15, actor 5+256, top-k 7,
+    # subject 7+128, purpose 7+512, case-reference 14+256, threshold 9+24.
+    purpose: Annotated[str, Field(max_length=512), MetadataText] | None = None
+    case_reference: Annotated[str, Field(max_length=256), MetadataText] | None = None
     top_k: int = Field(default=1, ge=1, le=50)
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
 
@@ -142,6 +160,8 @@ class TenantApi:
         return TenantContext.from_claims(dict(claims))
 
     def body(self, model: type[Any]) -> Any:
+        """The request body as ``model``; validated before anything is written, so a refused request
+        leaves nothing behind."""
         try:
             return model.model_validate(self.app.current_event.json_body or {})
         except ValidationError as exc:
@@ -149,6 +169,9 @@ class TenantApi:
             raise InvalidRequestError(f"invalid request body: {problems}") from exc
         except ValueError as exc:
             raise InvalidRequestError("the request body is not JSON") from exc
+        except RecursionError as exc:
+            # Python's json recurses once per nesting level; every request body is one flat object.
+            raise InvalidRequestError("the request body is nested too deeply to be a request") from exc
 
     def _put(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> ObjectRef:
         put = self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=data, Metadata=metadata or {})

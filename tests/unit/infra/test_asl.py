@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 import facegate.errors
-from facegate.localcloud.template import load_template
+from facegate.localcloud.template import load_template, local_definition
 
 ROOT = Path(__file__).resolve().parents[3]
 ASL_DIR = ROOT / "infra" / "statemachine"
@@ -117,10 +117,10 @@ def _state_machine_for(path: Path, template: dict[str, Any]) -> tuple[str, dict[
         (logical_id, resource.get("Properties", {}))
         for logical_id, resource in template["Resources"].items()
         if resource.get("Type") in ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine")
-        and isinstance(resource.get("Properties", {}).get("DefinitionUri"), str)
-        and (TEMPLATE.parent / resource["Properties"]["DefinitionUri"]).resolve() == path.resolve()
+        and (uri := local_definition(resource)) is not None
+        and (TEMPLATE.parent / uri).resolve() == path.resolve()
     ]
-    assert users, f"no state machine in template.yaml has DefinitionUri {path.relative_to(ROOT)}"
+    assert users, f"no state machine in template.yaml has its definition in {path.relative_to(ROOT)}"
     assert len(users) == 1, f"{path.name} is the definition of several state machines: {[u[0] for u in users]}"
     return users[0]
 

@@ -8,15 +8,22 @@ import inspect
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from moto.events.models import EventPattern
+from moto.events.utils import EventMessageType
 from pynamodb.attributes import TTLAttribute
 
 from facegate.localcloud.deploy import CREATORS
-from facegate.localcloud.template import load_template, translate
+from facegate.localcloud.template import (
+    ARTIFACT_BUCKET,
+    inline_state_machines,
+    load_template,
+    package_offline,
+    translate,
+)
 from facegate.store.models import ALL_MODELS, SUFFIXES
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -347,11 +354,21 @@ def test_every_function_that_touches_tenant_rows_can_open_a_tenant_session(sourc
 # --- (f) state machine substitutions ----------------------------------------------------------------
 
 
+def _definition_path(props: dict[str, Any]) -> str:
+    """The local ASL file of a SAM (``DefinitionUri``) or plain (``DefinitionS3Location``) state machine."""
+    path = props.get("DefinitionUri", props.get("DefinitionS3Location"))
+    assert isinstance(path, str), f"the definition is not a local file: {path!r}"
+    return path
+
+
 def test_definition_substitutions_match_the_asl_placeholders(source: dict[str, Any]) -> None:
-    machines = _of_type(source, "AWS::Serverless::StateMachine")
+    machines = {
+        **_of_type(source, "AWS::Serverless::StateMachine"),
+        **_of_type(source, "AWS::StepFunctions::StateMachine"),
+    }
     assert machines
     for logical, props in machines.items():
-        asl = (ROOT / props["DefinitionUri"]).read_text(encoding="utf-8")
+        asl = (ROOT / _definition_path(props)).read_text(encoding="utf-8")
         json.loads(asl)
         placeholders = set(re.findall(r"\$\{([^}]*)\}", asl))
         assert set(props["DefinitionSubstitutions"]) == placeholders, logical
@@ -412,4 +429,117 @@ def probe_rule(translated: dict[str, Any]) -> EventPattern:
     ids=["probe", "real-names", "upload", "no-tenant-prefix", "other-bucket", "deleted"],
 )
 def test_probe_rule_matches_probe_uploads_only(probe_rule: EventPattern, event: dict[str, Any], matches: bool) -> None:
-    assert probe_rule.matches_event(event) is matches
+    assert probe_rule.matches_event(cast(EventMessageType, event)) is matches
+
+
+# --- (h) what the workflows carry: never in traces, at rest under the data key --------------------------
+
+TRACER_OFF = {"POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false", "POWERTOOLS_TRACER_CAPTURE_ERROR": "false"}
+STATES_CONTEXT = "kms:EncryptionContext:aws:states:stateMachineArn"
+DATA_KEY_ARN = {"Fn::GetAtt": ["DataKey", "Arn"]}
+
+
+def test_no_function_traces_its_responses_or_errors(translated: dict[str, Any]) -> None:
+    """Powertools' tracer records a handler's return value (Embed's template, Match's candidates and
+    scores) and its exception as X-Ray metadata unless told not to; every function is told not to."""
+    functions = _of_type(translated, "AWS::Lambda::Function")
+    assert len(functions) >= 7
+    for logical, props in functions.items():
+        variables = props.get("Environment", {}).get("Variables", {})
+        assert {k: variables.get(k) for k in TRACER_OFF} == TRACER_OFF, logical
+
+
+def _state_machine_arn(props: dict[str, Any]) -> dict[str, str]:
+    """The ARN a state machine will have, from its name (a Ref would make its role depend on it: a cycle)."""
+    name = props["StateMachineName"]
+    assert list(name) == ["Fn::Sub"], name
+    assert isinstance(name["Fn::Sub"], str), name
+    return {
+        "Fn::Sub": f"arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:stateMachine:{name['Fn::Sub']}"
+    }
+
+
+def test_every_state_machine_is_encrypted_with_the_data_key(translated: dict[str, Any]) -> None:
+    machines = _of_type(translated, "AWS::StepFunctions::StateMachine")
+    assert set(machines) == {"RecognizeStateMachine", "EnrolStateMachine", "BulkEnrolStateMachine"}
+    for logical, props in machines.items():
+        encryption = props.get("EncryptionConfiguration")
+        assert encryption is not None, f"{logical}: execution history is encrypted with an AWS owned key only"
+        assert encryption["Type"] == "CUSTOMER_MANAGED_KMS_KEY", logical
+        assert encryption["KmsKeyId"] == DATA_KEY_ARN, logical
+        assert 60 <= encryption["KmsDataKeyReusePeriodSeconds"] <= 900, logical  # Step Functions' bounds
+
+
+def _role_statements(translated: dict[str, Any], role_arn: Any) -> list[dict[str, Any]]:
+    assert list(role_arn) == ["Fn::GetAtt"], role_arn
+    assert role_arn["Fn::GetAtt"][1] == "Arn", role_arn
+    role = translated["Resources"][role_arn["Fn::GetAtt"][0]]
+    assert role["Type"] == "AWS::IAM::Role"
+    return [
+        statement
+        for policy in role["Properties"].get("Policies", [])
+        for statement in _as_list(policy["PolicyDocument"]["Statement"])
+    ]
+
+
+def test_each_state_machine_role_uses_the_data_key_for_its_own_machine_only(translated: dict[str, Any]) -> None:
+    """Decrypt and GenerateDataKey (what an execution needs) under the encryption context Step Functions
+    sets, the machine's own ARN; GenerateDataKey for its log delivery; nothing else on the key."""
+    logs_context = {
+        "kms:EncryptionContext:SourceArn": {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:*"}
+    }
+    for logical, props in _of_type(translated, "AWS::StepFunctions::StateMachine").items():
+        on_key = [
+            s
+            for s in _role_statements(translated, props["RoleArn"])
+            if any(a.startswith("kms:") for a in _as_list(s["Action"]))
+        ]
+        grants = sorted((sorted(_as_list(s["Action"])), json.dumps(s.get("Condition"), sort_keys=True)) for s in on_key)
+        own = {"StringEquals": {STATES_CONTEXT: _state_machine_arn(props)}}
+        assert grants == sorted(
+            [
+                (["kms:Decrypt", "kms:GenerateDataKey"], json.dumps(own, sort_keys=True)),
+                (["kms:GenerateDataKey"], json.dumps({"StringLike": logs_context}, sort_keys=True)),
+            ]
+        ), logical
+        for statement in on_key:
+            assert statement["Effect"] == "Allow", logical
+            assert statement["Resource"] == DATA_KEY_ARN, logical
+
+
+def test_the_data_key_lets_log_delivery_decrypt_for_this_account_only(translated: dict[str, Any]) -> None:
+    """An encrypted state machine's logs reach its (encrypted) log group through CloudWatch Logs'
+    delivery service, which must decrypt them with the state machine's key."""
+    statements = _as_list(translated["Resources"]["DataKey"]["Properties"]["KeyPolicy"]["Statement"])
+    delivery = [s for s in statements if s.get("Principal") == {"Service": "delivery.logs.amazonaws.com"}]
+    assert len(delivery) == 1
+    (statement,) = delivery
+    assert statement["Effect"] == "Allow"
+    assert _as_list(statement["Action"]) == ["kms:Decrypt"]
+    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+
+
+# --- (i) plain state machines are packaged and inlined like SAM's ---------------------------------------
+
+
+def test_package_offline_gives_a_plain_state_machine_an_s3_location(source: dict[str, Any]) -> None:
+    packaged = package_offline(source)
+    for logical, props in _of_type(source, "AWS::StepFunctions::StateMachine").items():
+        location = packaged["Resources"][logical]["Properties"]["DefinitionS3Location"]
+        assert location == {"Bucket": ARTIFACT_BUCKET, "Key": props["DefinitionS3Location"]}, logical
+    assert _of_type(source, "AWS::StepFunctions::StateMachine")["EnrolStateMachine"]["DefinitionS3Location"] == (
+        "infra/statemachine/enrol.asl.json"
+    )  # the source is left as it was
+
+
+def test_inline_state_machines_writes_each_definition_file_as_a_literal_string(source: dict[str, Any]) -> None:
+    inlined = inline_state_machines(source, ROOT)
+    machines = _of_type(inlined, "AWS::StepFunctions::StateMachine")
+    assert machines
+    for logical, props in machines.items():
+        assert "DefinitionS3Location" not in props, logical
+        path = _of_type(source, "AWS::StepFunctions::StateMachine")[logical]["DefinitionS3Location"]
+        assert json.loads(props["DefinitionString"]) == json.loads((ROOT / path).read_text(encoding="utf-8"))
+    translated = translate(inlined)
+    for logical, props in machines.items():
+        assert translated["Resources"][logical]["Properties"]["DefinitionString"] == props["DefinitionString"]

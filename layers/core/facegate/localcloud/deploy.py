@@ -420,8 +420,11 @@ def _state_machine(stack: Stack, logical: str, p: dict[str, Any], body: dict[str
         raise DeployError(f"{logical}: the definition uses undefined substitutions {missing}")
     definition = _SUB.sub(lambda m: subs[m.group(1)], definition)
     name = p.get("StateMachineName") or f"{stack.name}-{logical}"
+    extra: dict[str, Any] = {}
+    if "EncryptionConfiguration" in p:
+        extra["encryptionConfiguration"] = camel_keys(p["EncryptionConfiguration"])
     arn = stack.client("stepfunctions").create_state_machine(
-        name=name, definition=definition, roleArn=p["RoleArn"], type=p.get("StateMachineType", "STANDARD")
+        name=name, definition=definition, roleArn=p["RoleArn"], type=p.get("StateMachineType", "STANDARD"), **extra
     )["stateMachineArn"]
     return arn, {"Arn": arn, "Name": name}
 

@@ -97,6 +97,21 @@ _URI_PROPERTIES: Final = {
     "AWS::Serverless::LayerVersion": "ContentUri",
     "AWS::Serverless::StateMachine": "DefinitionUri",
 }
+# Plain CloudFormation resources whose local path ``sam package`` replaces with an S3 location object.
+_S3_LOCATION_PROPERTIES: Final = {"AWS::StepFunctions::StateMachine": "DefinitionS3Location"}
+
+
+def local_definition(resource: dict[str, Any]) -> str | None:
+    """The local ASL path of a state machine, SAM's (``DefinitionUri``) or plain (``DefinitionS3Location``),
+    or ``None`` when its definition is inline or already in S3."""
+    props = resource.get("Properties", {})
+    if resource["Type"] == "AWS::Serverless::StateMachine":
+        uri = props.get("DefinitionUri")
+    elif resource["Type"] == "AWS::StepFunctions::StateMachine":
+        uri = props.get("DefinitionS3Location")
+    else:
+        return None
+    return uri if isinstance(uri, str) and "://" not in uri else None
 
 
 def package_offline(template: dict[str, Any]) -> dict[str, Any]:
@@ -111,19 +126,31 @@ def package_offline(template: dict[str, Any]) -> dict[str, Any]:
         key = _URI_PROPERTIES.get(resource["Type"])
         if key and isinstance(props.get(key), str) and not props[key].startswith("s3://"):
             props[key] = f"s3://{ARTIFACT_BUCKET}/{props[key].strip('/')}"
+        location = _S3_LOCATION_PROPERTIES.get(resource["Type"])
+        if location and isinstance(props.get(location), str):
+            props[location] = {"Bucket": ARTIFACT_BUCKET, "Key": props[location].strip("/")}
     return out
 
 
 def inline_state_machines(template: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Each state machine's local ``DefinitionUri`` read into ``Definition``, so the translated template
-    carries the ASL itself (for cfn-lint, which checks a literal definition)."""
+    """Each state machine's local definition file read into the template, so the translated template
+    carries the ASL itself (for cfn-lint, which checks a literal definition): a SAM ``DefinitionUri``
+    becomes ``Definition`` (the translator writes it out as ``DefinitionString``), a plain
+    ``DefinitionS3Location`` becomes a literal ``DefinitionString`` (where cfn-lint also checks the
+    placeholders against ``DefinitionSubstitutions``; in a ``Definition`` object it does not)."""
     out = copy.deepcopy(template)
     for resource in out["Resources"].values():
-        props = resource.get("Properties", {})
-        uri = props.get("DefinitionUri")
-        if resource["Type"] == "AWS::Serverless::StateMachine" and isinstance(uri, str) and "://" not in uri:
-            props["Definition"] = json.loads((base / uri).read_text(encoding="utf-8"))
+        path = local_definition(resource)
+        if path is None:
+            continue
+        props = resource["Properties"]
+        definition = json.loads((base / path).read_text(encoding="utf-8"))
+        if resource["Type"] == "AWS::Serverless::StateMachine":
+            props["Definition"] = definition
             del props["DefinitionUri"]
+        else:
+            props["DefinitionString"] = json.dumps(definition, indent=2)
+            del props["DefinitionS3Location"]
     return out
 
 
