@@ -142,6 +142,10 @@ def _enrol_all(
     for chunk in _chunks(numbered, BATCH_SIZE):
         images, ready = [], []
         for number, line in chunk:
+            earlier = _enrolled_before(service, ctx, gallery_id, line, line_request_id(report.request_id, number))
+            if earlier is not None:  # an earlier attempt of this job enrolled this line (and deleted its photo)
+                report.add(number, line.subject_id, "enrolled", template_id=earlier)
+                continue
             try:
                 images.append(decode_image(s3.get_object(Bucket=bucket, Key=line.key)["Body"].read()))
                 ready.append((number, line))
@@ -151,7 +155,9 @@ def _enrol_all(
                 report.add(number, line.subject_id, "failed", code="image.missing", message=f"no object {line.key}")
         for (number, line), analysis in zip(ready, pipeline.analyse_batch(images) if images else [], strict=True):
             try:
-                enrolled = enrol_paced(service, ctx, gallery_id, line, analysis)
+                enrolled = enrol_paced(
+                    service, ctx, gallery_id, line, analysis, request_id=line_request_id(report.request_id, number)
+                )
                 report.add(number, line.subject_id, "enrolled", template_id=enrolled.template_id)
             except PolicyDeniedError as exc:
                 codes = [r.code for r in getattr(exc.decision, "reasons", ())]
@@ -162,19 +168,32 @@ def _enrol_all(
             s3.delete_object(Bucket=bucket, Key=line.key)  # photos are transient: templates are what is kept
 
 
+def line_request_id(request_id: str, number: int) -> str:
+    """The request id of one manifest line: the template it stores derives from it, so a second
+    Batch attempt of the same job (retry strategy: 2 attempts) cannot store a second template."""
+    return f"{request_id}-{number}"
+
+
+def _enrolled_before(service: Any, ctx: TenantContext, gallery_id: str, line: ManifestLine, key: str) -> str | None:
+    template_id = service.templates.template_id(ctx, gallery_id, line.subject_id, key)
+    stored = service.templates.get(ctx, gallery_id, template_id)
+    return None if stored is None else str(stored.template_id)
+
+
 def enrol_paced(
     service: Any, ctx: TenantContext, gallery_id: str, line: ManifestLine, analysis: Any,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = time.sleep, request_id: str | None = None,
 ) -> Any:  # fmt: skip
     """Enrol one subject; when the only refusal is the per-minute rate limit, wait for the next window
     once and try again (the job keeps to the tenant's limits instead of failing the rest)."""
+    kwargs = {"subject_id": line.subject_id, "consent_id": line.consent_id, "analysis": analysis}
     try:
-        return service.enrol(ctx, gallery_id, subject_id=line.subject_id, consent_id=line.consent_id, analysis=analysis)
+        return service.enrol(ctx, gallery_id, request_id=request_id, **kwargs)
     except PolicyDeniedError as exc:
         if [r.code for r in getattr(exc.decision, "reasons", ())] != ["request.rate_limited"]:
             raise
     sleep(61 - datetime.now(UTC).second)
-    return service.enrol(ctx, gallery_id, subject_id=line.subject_id, consent_id=line.consent_id, analysis=analysis)
+    return service.enrol(ctx, gallery_id, request_id=request_id, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
@@ -27,8 +28,9 @@ from facegate.audit.chain import (
     check_chain,
     normalise_details,
 )
-from facegate.errors import ConflictError, StorageError
-from facegate.store.models import AuditRecord, connection_of
+from facegate.errors import ConflictError, StorageError, WriteConditionError
+from facegate.store.models import SEP, AuditRecord, CounterRecord, connection_of
+from facegate.store.writes import MAX_TRANSACTION_ITEMS, Write
 from facegate.tenancy import TenantContext
 
 DEFAULT_MAX_ATTEMPTS: Final = 8
@@ -37,6 +39,39 @@ BACKOFF_CAP_S: Final = 1.0
 _SEQ: Final = re.compile(r"0|[1-9][0-9]{0,17}")
 # Reasons a transaction may be cancelled that mean "someone else got there first": retry after re-reading.
 _RACE_CODES: Final = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
+
+ONCE: Final = "audit.once"
+ONCE_RETENTION: Final = timedelta(days=7)
+"""A retried step arrives within minutes (Step Functions' Retry) or hours (a redriven execution)."""
+
+
+def _once_key(once: str) -> str:
+    return f"audit-once{SEP}{hashlib.sha256(once.encode()).hexdigest()}"
+
+
+def _once_marker(tenant_id: str, once: str, entry: AuditEntry) -> Write:
+    """The marker that makes an append idempotent: it names the entry's seq and exists only once."""
+    record = CounterRecord(tenant_id, _once_key(once), hits=entry.seq, expires_at=entry.at + ONCE_RETENTION)
+    return Write("save", record, ONCE, condition=CounterRecord.counter_key.does_not_exist())
+
+
+_ENTRY: Final = " entry"
+_HEAD: Final = " head"
+_SENT_ORDER: Final = ("check", "delete", "save", "update")
+"""pynamodb sends a transaction's items grouped by kind, in this order (each group in the order added),
+and DynamoDB answers a cancellation with one reason per item in the order sent."""
+
+
+def _codes_by_item(exc: TransactWriteError, writes: Sequence[Write]) -> dict[str, str | None] | None:
+    """Each item's cancellation code by name (the entry and head as ``_ENTRY``/``_HEAD``), or ``None``
+    when the reasons do not line up with the items sent."""
+    reasons = list(exc.cancellation_reasons)
+    items = [("save", _ENTRY), ("save", _HEAD), *((w.op, w.name) for w in writes)]
+    sent = [name for kind in _SENT_ORDER for op, name in items if op == kind]
+    if len(reasons) != len(sent) or len(set(sent)) != len(sent):
+        return None
+    return {name: reason.code if reason is not None else None for name, reason in zip(sent, reasons, strict=True)}
+
 
 # --- the log -----------------------------------------------------------------------------------------
 
@@ -84,8 +119,21 @@ class AuditLog:
 
     # -- writing --------------------------------------------------------------------------------------
 
-    def append(self, ctx: TenantContext, action: str, details: Mapping[str, JSON]) -> AuditEntry:
+    def append(
+        self,
+        ctx: TenantContext,
+        action: str,
+        details: Mapping[str, JSON],
+        *,
+        writes: Sequence[Write] = (),
+        once: str | None = None,
+    ) -> AuditEntry:
         """Append one entry (``ctx.actor`` did ``action``) after the tenant's newest one.
+
+        ``writes`` are the data writes this entry records: they commit in the same transaction as the
+        entry and the head, so the change and its record land together or not at all. ``once`` makes
+        the append idempotent: a second append with the same key (a retried step) writes nothing and
+        returns the entry the first one wrote.
 
         Raises
         ------
@@ -96,9 +144,13 @@ class AuditLog:
             Every attempt lost a race to a concurrent append.
         AuditChainError
             The next seq is already taken although the head does not point at it (a forged entry).
+        WriteConditionError
+            One of ``writes`` failed its own condition: nothing was written (``names`` says which).
         StorageError
             DynamoDB failed otherwise.
         """
+        if len(writes) + 3 > MAX_TRANSACTION_ITEMS:
+            raise ValueError(f"{len(writes)} writes do not fit one transaction with their audit entry")
         if not ACTION.fullmatch(action):
             raise ValueError("an audit action is 1-128 letters, digits, '_', '.', ':' or '-', starting with a letter")
         normalised = normalise_details(details)
@@ -121,8 +173,13 @@ class AuditLog:
                 entry_hash="",
             )
             entry = dataclasses.replace(unsealed, entry_hash=unsealed.computed_hash())
+            marker = _once_marker(ctx.tenant_id, once, entry) if once is not None else None
             try:
-                self._commit(entry, head)
+                self._commit(entry, head, [*([marker] if marker else []), *writes])
+            except WriteConditionError as exc:
+                if marker is not None and ONCE in exc.names:
+                    return self._replayed(ctx, once or "")
+                raise
             except ConflictError:
                 if attempt + 1 == self.max_attempts:
                     raise
@@ -134,7 +191,20 @@ class AuditLog:
             return entry
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
-    def _commit(self, entry: AuditEntry, head: AuditHead | None) -> None:
+    def _replayed(self, ctx: TenantContext, once: str) -> AuditEntry:
+        """The entry an earlier append with the same ``once`` key wrote."""
+        try:
+            marker = CounterRecord.get(ctx.tenant_id, _once_key(once), consistent_read=True)
+        except PynamoDBException as exc:
+            raise StorageError(f"reading the audit marker {once!r} failed: {exc}") from exc
+        found = self.entries(ctx, since_seq=int(marker.hits) - 1)
+        if not found or found[0].seq != int(marker.hits):
+            raise chain_error(
+                ctx.tenant_id, int(marker.hits), "missing", f"the entry appended once as {once!r} is gone"
+            )
+        return found[0]
+
+    def _commit(self, entry: AuditEntry, head: AuditHead | None, writes: Sequence[Write] = ()) -> None:
         record = AuditRecord(
             entry.tenant_id,
             entry.seq,
@@ -167,10 +237,20 @@ class AuditLog:
             with TransactWrite(connection=connection, client_request_token=uuid.uuid4().hex) as transaction:
                 transaction.save(record, condition=AuditRecord.seq.does_not_exist())
                 transaction.save(new_head, condition=head_condition)
+                for write in writes:
+                    write.add_to(transaction)
         except TransactWriteError as exc:
-            codes = [reason.code if reason is not None else None for reason in exc.cancellation_reasons]
-            if exc.cause_response_code == "TransactionCanceledException" and len(codes) == 2:
-                entry_code, head_code = codes
+            codes = _codes_by_item(exc, writes)
+            if exc.cause_response_code == "TransactionCanceledException" and codes is not None:
+                entry_code, head_code = codes.pop(_ENTRY), codes.pop(_HEAD)
+                refused = tuple(name for name, code in codes.items() if code == "ConditionalCheckFailed")
+                if refused:
+                    # A data write's own condition is the answer (already stored, gallery full, consent
+                    # withdrawn): the same transaction would fail again, so it is not retried as a race.
+                    raise WriteConditionError(
+                        f"audit append at seq {entry.seq}: the write(s) {', '.join(refused)} failed their condition",
+                        refused,
+                    ) from exc
                 if entry_code == "ConditionalCheckFailed" and head_code is None:
                     # The head still points where we read it, yet the next seq is taken: no append wrote that.
                     raise chain_error(
@@ -179,7 +259,7 @@ class AuditLog:
                         "forged",
                         f"seq {entry.seq} exists beyond the head (seq {entry.seq - 1}): no append wrote it",
                     ) from exc
-                if all(code is None or code in _RACE_CODES for code in codes):
+                if all(code is None or code in _RACE_CODES for code in (entry_code, head_code, *codes.values())):
                     raise ConflictError(
                         f"audit append at seq {entry.seq} for tenant {entry.tenant_id!r} lost a race"
                     ) from exc

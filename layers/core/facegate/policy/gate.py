@@ -113,6 +113,9 @@ class Decision:
     use_case: str
     threshold: float | None = None
     max_results: int | None = None
+    stage: str = "request"
+    """``request`` (decided before detection: the face count unknown) or ``faces`` (re-checked on the
+    faces detected). Only a ``faces`` decision lets a template be stored or a probe be matched."""
     facts: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -129,6 +132,7 @@ class Decision:
             "use_case": self.use_case,
             "threshold": self.threshold,
             "max_results": self.max_results,
+            "stage": self.stage,
         }
 
     @classmethod
@@ -143,6 +147,7 @@ class Decision:
             use_case=data["use_case"],
             threshold=data.get("threshold"),
             max_results=data.get("max_results"),
+            stage=str(data.get("stage", "request")),
         )
 
 
@@ -296,6 +301,7 @@ class PolicyGate:
         if result.diagnostics.errors:
             raise CatalogError("policy evaluation failed: " + "; ".join(str(e) for e in result.diagnostics.errors))
         allowed = result.decision == cedarpy.Decision.Allow
+        stage = "faces" if req.face_count != UNKNOWN else "request"
         determining = [self.policies.meta[pid] for pid in result.diagnostics.reasons]
         use_case = self.catalog.use_cases.get(req.use_case)
         if allowed:
@@ -311,6 +317,7 @@ class PolicyGate:
                 if req.operation in (Operation.VERIFY, Operation.SEARCH)
                 else None,
                 max_results=use_case.max_results if use_case and req.operation is Operation.SEARCH else None,
+                stage=stage,
                 facts=ctx,
             )
         reasons = tuple(sorted((Reason(m.code, m.reason) for m in determining), key=lambda r: r.code))
@@ -322,4 +329,4 @@ class PolicyGate:
             reasons = (
                 Reason(NOT_PERMITTED, f"'{req.operation.value}' is not permitted for the use case '{req.use_case}'."),
             )
-        return Decision(False, reasons, (), self.version, req.operation.value, req.use_case, facts=ctx)
+        return Decision(False, reasons, (), self.version, req.operation.value, req.use_case, stage=stage, facts=ctx)

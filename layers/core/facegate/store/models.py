@@ -145,6 +145,14 @@ class RequestRecord(Model):
     review_state = UnicodeAttribute(default="not_required")
     """``not_required``, ``pending``, ``confirmed``, ``rejected``."""
     reviewers = ListAttribute(of=UnicodeAttribute, default=list)
+    requested_by = UnicodeAttribute(null=True)
+    """Who asked (the authenticated actor): never one of the reviewers of its own result."""
+    purpose = UnicodeAttribute(null=True)
+    """The declared purpose and case reference, kept so a reviewer can see why a search was run."""
+    case_reference = UnicodeAttribute(null=True)
+    subjects = ListAttribute(of=UnicodeAttribute, default=list)
+    """The subject ids the result names, so an erasure can find and redact the rows that name them."""
+    redacted_at = UTCDateTimeAttribute(null=True)
     created_at = UTCDateTimeAttribute()
     expires_at = TTLAttribute(null=True)
 

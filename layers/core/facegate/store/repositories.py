@@ -9,20 +9,23 @@ SDK errors are translated here (``raise StorageError(...) from exc``).
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from pynamodb.exceptions import DoesNotExist, PynamoDBException
+from pynamodb.expressions.condition import size
 from pynamodb.models import Model
-from pynamodb.transactions import TransactWrite
 
 from facegate.embedding import Embedding
 from facegate.errors import ConflictError, ConsentError, GalleryNotFoundError, StorageError, TenantNotFoundError
 from facegate.policy.gate import ApprovalFacts, GalleryFacts, TenantFacts
+from facegate.policy.vocabulary import validate_registration
 from facegate.store.models import (
     SEP,
     ApprovalAttribute,
@@ -34,10 +37,12 @@ from facegate.store.models import (
     TenantRecord,
     connection_of,
 )
+from facegate.store.writes import Write, commit
 from facegate.tenancy import TenantContext, check_entity_id, check_tenant_id
 
 M = TypeVar("M", bound=Model)
 _CONFLICT_CODES = {"ConditionalCheckFailedException", "TransactionCanceledException"}
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -138,12 +143,16 @@ class TenantRegistry:
     """The tenant registry. Operators write it; the request path only reads the caller's own record."""
 
     def register(self, tenant_id: str, *, name: str, sector: str, country: str, jurisdiction: str) -> Tenant:
+        """Register a tenant. Sector, country (ISO 3166-1 alpha-2) and jurisdiction are closed
+        vocabularies, checked here exactly (``USA``, ``us`` or ``police`` are refused, never mapped),
+        because the moratorium and the approvals are decided on them."""
+        facts = validate_registration(sector, country, jurisdiction)
         record = TenantRecord(
             check_tenant_id(tenant_id),
             name=name,
-            sector=sector,
-            country=country,
-            jurisdiction=jurisdiction,
+            sector=facts.sector.value,
+            country=facts.country,
+            jurisdiction=facts.jurisdiction,
             status="active",
             approvals=[],
             quotas={},
@@ -164,7 +173,8 @@ class TenantRegistry:
         """The caller's own tenant record (request path)."""
         return self.get(ctx.tenant_id)
 
-    def add_approval(self, tenant_id: str, approval: Approval) -> Tenant:
+    def approval_write(self, tenant_id: str, approval: Approval) -> Write:
+        """The write that records an approval (an operator's; committed with its audit entry)."""
         item = ApprovalAttribute(  # type: ignore[no-untyped-call]
             use_case=approval.use_case,
             deployment=approval.deployment,
@@ -175,12 +185,17 @@ class TenantRegistry:
             status=approval.status,
             max_gallery_size=approval.max_gallery_size,
         )
-        record = TenantRecord(check_tenant_id(tenant_id))
+        return Write(
+            "update",
+            TenantRecord(check_tenant_id(tenant_id)),
+            "approval",
+            actions=[TenantRecord.approvals.set(TenantRecord.approvals.append([item]))],
+            condition=TenantRecord.tenant_id.exists(),
+        )
+
+    def add_approval(self, tenant_id: str, approval: Approval) -> Tenant:
         with storage("recording an approval"):
-            record.update(
-                actions=[TenantRecord.approvals.set(TenantRecord.approvals.append([item]))],
-                condition=TenantRecord.tenant_id.exists(),
-            )
+            commit([self.approval_write(tenant_id, approval)], connection_of(TenantRecord))
         return self.get(tenant_id)
 
     def set_quota(self, tenant_id: str, use_case: str, operation: str, *, per_minute: int, per_day: int) -> Tenant:
@@ -224,7 +239,9 @@ def _gallery(r: GalleryRecord) -> Gallery:
 
 
 class Galleries:
-    def create(self, ctx: TenantContext, gallery_id: str, *, name: str, use_case: str, max_size: int) -> Gallery:
+    def create_write(
+        self, ctx: TenantContext, gallery_id: str, *, name: str, use_case: str, max_size: int
+    ) -> tuple[Gallery, Write]:
         record = GalleryRecord(
             ctx.tenant_id,
             check_entity_id(gallery_id, "gallery"),
@@ -235,9 +252,13 @@ class Galleries:
             template_count=0,
             created_at=_now(),
         )
+        return _gallery(record), Write("save", record, "gallery", condition=GalleryRecord.gallery_id.does_not_exist())
+
+    def create(self, ctx: TenantContext, gallery_id: str, *, name: str, use_case: str, max_size: int) -> Gallery:
+        gallery, write = self.create_write(ctx, gallery_id, name=name, use_case=use_case, max_size=max_size)
         with storage("creating a gallery"):
-            record.save(condition=GalleryRecord.gallery_id.does_not_exist())
-        return _gallery(record)
+            commit([write], connection_of(GalleryRecord))
+        return gallery
 
     def find(self, ctx: TenantContext, gallery_id: str) -> Gallery | None:
         """The caller's gallery, or ``None``: another tenant's gallery is indistinguishable from none."""
@@ -282,6 +303,70 @@ def _template(r: TemplateRecord) -> StoredTemplate:
 class Templates:
     """Face templates (embeddings, never photos). Adds and deletes keep the gallery's count exact."""
 
+    @staticmethod
+    def template_id(ctx: TenantContext, gallery_id: str, subject_id: str, request_key: str) -> str:
+        """The template id an enrolment request gets: derived from the request (for a bulk job, the
+        manifest line), so a retried step or a second Batch attempt names the same template and its
+        conditional write cannot store a second one."""
+        digest = hashlib.sha256(f"{ctx.tenant_id}|{gallery_id}|{request_key}".encode()).hexdigest()[:32]
+        return f"{check_entity_id(subject_id, 'subject')}{SEP}{digest}"
+
+    def enrol_writes(
+        self,
+        ctx: TenantContext,
+        gallery: Gallery,
+        *,
+        subject_id: str,
+        consent_id: str,
+        embedding: Embedding,
+        expires_at: datetime,
+        request_key: str,
+        now: datetime,
+        consent_purpose: str | None = None,
+    ) -> tuple[StoredTemplate, list[Write]]:
+        """The writes that store one template: the template (only if its id is free), the gallery's
+        count (only while under the cap) and, with ``consent_purpose``, a check that the consent is
+        still granted, unexpired and for that purpose, all in the one transaction (with the audit
+        entry), so an erasure or a withdrawal that revoked the consent first cannot be outrun."""
+        subject = check_entity_id(subject_id, "subject")
+        record = TemplateRecord(
+            f"{ctx.tenant_id}{SEP}{gallery.gallery_id}",
+            self.template_id(ctx, gallery.gallery_id, subject, request_key),
+            tenant_subject=f"{ctx.tenant_id}{SEP}{subject}",
+            tenant_id=ctx.tenant_id,
+            gallery_id=gallery.gallery_id,
+            subject_id=subject,
+            embedding=embedding.to_bytes(),
+            model_version=embedding.model_version,
+            consent_id=consent_id,
+            created_at=now,
+            expires_at=expires_at,
+        )
+        writes = [
+            Write("save", record, "template", condition=TemplateRecord.template_id.does_not_exist()),
+            Write(
+                "update",
+                GalleryRecord(ctx.tenant_id, gallery.gallery_id),
+                "gallery_capacity",
+                actions=[GalleryRecord.template_count.add(1)],
+                condition=GalleryRecord.gallery_id.exists() & (GalleryRecord.template_count < gallery.max_size),
+            ),
+        ]
+        if consent_purpose is not None:
+            key = f"{subject}{SEP}{check_entity_id(consent_id, 'consent')}"
+            writes.append(
+                Write(
+                    "check",
+                    ConsentRecord(ctx.tenant_id, key),
+                    "consent",
+                    condition=(ConsentRecord.status == "granted")
+                    & (ConsentRecord.purpose == consent_purpose)
+                    & (ConsentRecord.granted_at <= now)
+                    & (ConsentRecord.expires_at > now),
+                )
+            )
+        return _template(record), writes
+
     def add(
         self,
         ctx: TenantContext,
@@ -291,33 +376,28 @@ class Templates:
         consent_id: str,
         embedding: Embedding,
         expires_at: datetime,
+        request_key: str | None = None,
     ) -> StoredTemplate:
-        subject = check_entity_id(subject_id, "subject")
-        template_id = f"{subject}{SEP}{uuid.uuid4().hex}"
-        record = TemplateRecord(
-            f"{ctx.tenant_id}{SEP}{gallery.gallery_id}",
-            template_id,
-            tenant_subject=f"{ctx.tenant_id}{SEP}{subject}",
-            tenant_id=ctx.tenant_id,
-            gallery_id=gallery.gallery_id,
-            subject_id=subject,
-            embedding=embedding.to_bytes(),
-            model_version=embedding.model_version,
+        """Store one template without an audit entry (store-level tests); the service always records
+        its enrolments with :meth:`enrol_writes` in the audit entry's transaction."""
+        stored, writes = self.enrol_writes(
+            ctx,
+            gallery,
+            subject_id=subject_id,
             consent_id=consent_id,
-            created_at=_now(),
+            embedding=embedding,
             expires_at=expires_at,
+            request_key=request_key or uuid.uuid4().hex,
+            now=_now(),
         )
-        # One transaction: the template and the gallery's count, which must stay under its cap, so
-        # concurrent enrolments can neither overfill a gallery nor leave a count that lies.
-        counter = GalleryRecord(ctx.tenant_id, gallery.gallery_id)
-        with storage("storing a template"), TransactWrite(connection=connection_of(TemplateRecord)) as tx:
-            tx.save(record, condition=TemplateRecord.template_id.does_not_exist())
-            tx.update(
-                counter,
-                actions=[GalleryRecord.template_count.add(1)],
-                condition=GalleryRecord.gallery_id.exists() & (GalleryRecord.template_count < gallery.max_size),
-            )
-        return _template(record)
+        with storage("storing a template"):
+            commit(writes, connection_of(TemplateRecord))
+        return stored
+
+    def get(self, ctx: TenantContext, gallery_id: str, template_id: str) -> StoredTemplate | None:
+        key = f"{ctx.tenant_id}{SEP}{check_entity_id(gallery_id, 'gallery')}"
+        record = _get_or_none(TemplateRecord, "reading a template", key, template_id)
+        return None if record is None else _template(record)
 
     def in_gallery(self, ctx: TenantContext, gallery_id: str, *, now: datetime | None = None) -> list[StoredTemplate]:
         """Live templates of one of the caller's galleries (DynamoDB's TTL deletes lazily: filter here)."""
@@ -326,25 +406,99 @@ class Templates:
             records = TemplateRecord.query(f"{ctx.tenant_id}{SEP}{check_entity_id(gallery_id, 'gallery')}")
             return [_template(r) for r in records if r.expires_at > cutoff]
 
-    def of_subject(self, ctx: TenantContext, subject_id: str) -> list[StoredTemplate]:
+    def of_subject(self, ctx: TenantContext, subject_id: str, *, gallery_id: str | None = None) -> list[StoredTemplate]:
+        """A subject's templates in one of the caller's galleries (or in all of them), read from the
+        base table: its partition key leads with the tenant (IAM's LeadingKeys confines it) and the
+        read is strongly consistent, so a template stored a moment ago is seen, unlike on the index."""
+        subject = check_entity_id(subject_id, "subject")
+        if gallery_id is not None:
+            gallery_ids = [check_entity_id(gallery_id, "gallery")]
+        else:
+            with storage("listing galleries"):
+                gallery_ids = [r.gallery_id for r in GalleryRecord.query(ctx.tenant_id, consistent_read=True)]
+        found: list[StoredTemplate] = []
         with storage("reading a subject's templates"):
-            records = TemplateRecord.by_subject.query(f"{ctx.tenant_id}{SEP}{check_entity_id(subject_id, 'subject')}")
-            return [_template(r) for r in records]
+            for gid in gallery_ids:
+                records = TemplateRecord.query(
+                    f"{ctx.tenant_id}{SEP}{gid}",
+                    TemplateRecord.template_id.startswith(f"{subject}{SEP}"),
+                    consistent_read=True,
+                )
+                found.extend(_template(r) for r in records if _owned(ctx, r, subject))
+        return found
+
+    def indexed_of_subject(self, ctx: TenantContext, subject_id: str) -> list[StoredTemplate]:
+        """A subject's templates found through the ``by_subject`` index (erasure's cross-check).
+
+        IAM's LeadingKeys condition confines the base table's key only, never an index's: an item
+        another tenant wrote with this tenant's ``tenant_subject`` is visible here. Every item whose
+        base key or tenant attribute is not the caller's is dropped, counted and logged (ids only).
+        """
+        subject = check_entity_id(subject_id, "subject")
+        with storage("reading a subject's templates"):
+            records = list(TemplateRecord.by_subject.query(f"{ctx.tenant_id}{SEP}{subject}"))
+        return [_template(r) for r in records if _owned(ctx, r, subject)]
+
+    def delete_writes(self, ctx: TenantContext, templates: list[StoredTemplate]) -> list[Write]:
+        """Delete each template (only if still there) and lower each gallery's count by as many (one
+        update per gallery: a transaction may not touch an item twice)."""
+        writes: list[Write] = []
+        per_gallery: dict[str, int] = {}
+        for t in templates:
+            writes.append(
+                Write(
+                    "delete",
+                    TemplateRecord(f"{ctx.tenant_id}{SEP}{t.gallery_id}", t.template_id),
+                    f"template:{t.template_id}",
+                    condition=TemplateRecord.template_id.exists(),
+                )
+            )
+            per_gallery[t.gallery_id] = per_gallery.get(t.gallery_id, 0) + 1
+        for gallery_id, n in per_gallery.items():
+            writes.append(
+                Write(
+                    "update",
+                    GalleryRecord(ctx.tenant_id, gallery_id),
+                    f"count:{gallery_id}",
+                    actions=[GalleryRecord.template_count.add(-n)],
+                    condition=GalleryRecord.gallery_id.exists(),
+                )
+            )
+        return writes
 
     def delete(self, ctx: TenantContext, templates: list[StoredTemplate]) -> int:
-        """Delete templates (each with its gallery's count) and return how many were deleted."""
+        """Delete templates (each with its gallery's count) without an audit entry (store-level
+        tests); returns how many were deleted."""
         deleted = 0
         for t in templates:
-            record = TemplateRecord(f"{ctx.tenant_id}{SEP}{t.gallery_id}", t.template_id)
-            counter = GalleryRecord(ctx.tenant_id, t.gallery_id)
             try:
-                with storage("deleting a template"), TransactWrite(connection=connection_of(TemplateRecord)) as tx:
-                    tx.delete(record, condition=TemplateRecord.template_id.exists())
-                    tx.update(counter, actions=[GalleryRecord.template_count.add(-1)])
+                with storage("deleting a template"):
+                    commit(self.delete_writes(ctx, [t]), connection_of(TemplateRecord))
             except ConflictError:
                 continue  # already gone (a concurrent erasure or TTL): nothing left to delete
             deleted += 1
         return deleted
+
+
+def _owned(ctx: TenantContext, record: TemplateRecord, subject: str) -> bool:
+    """Whether an item read for ``ctx`` really is the caller's: base key, tenant and subject attributes."""
+    ok = (
+        record.tenant_id == ctx.tenant_id
+        and record.tenant_gallery == f"{ctx.tenant_id}{SEP}{record.gallery_id}"
+        and record.tenant_subject == f"{ctx.tenant_id}{SEP}{subject}"
+        and record.subject_id == subject
+        and record.template_id.startswith(f"{subject}{SEP}")
+    )
+    if not ok:
+        _report_foreign(ctx, record)
+    return ok
+
+
+def _report_foreign(ctx: TenantContext, record: TemplateRecord) -> None:
+    # Ids only (never the embedding): which partition the stray item sits in, and for whom it was read.
+    from facegate.observability import foreign_item
+
+    foreign_item(caller=ctx.tenant_id, partition=str(record.tenant_gallery), template_id=str(record.template_id))
 
 
 # --- consent -------------------------------------------------------------------------------------------
@@ -379,12 +533,37 @@ class Consents:
         expires_at: datetime,
         evidence_hash: str,
     ) -> Consent:
+        """Record a consent without an audit entry (store-level tests)."""
+        consent, write = self.record_write(
+            ctx,
+            subject_id=subject_id,
+            purpose=purpose,
+            granted_at=granted_at,
+            expires_at=expires_at,
+            evidence_hash=evidence_hash,
+        )
+        with storage("recording a consent"):
+            commit([write], connection_of(ConsentRecord))
+        return consent
+
+    def record_write(
+        self,
+        ctx: TenantContext,
+        *,
+        subject_id: str,
+        purpose: str,
+        granted_at: datetime,
+        expires_at: datetime,
+        evidence_hash: str,
+        consent_id: str | None = None,
+    ) -> tuple[Consent, Write]:
+        """The consent and the write that records it (committed with its audit entry by the service)."""
         if expires_at <= granted_at:
             raise ConsentError("a consent must expire after it is granted")
         if len(evidence_hash) != 64 or any(c not in "0123456789abcdef" for c in evidence_hash):
             raise ConsentError("the evidence reference is the sha256 (hex) of the signed consent")
         subject = check_entity_id(subject_id, "subject")
-        consent_id = uuid.uuid4().hex
+        consent_id = check_entity_id(consent_id or uuid.uuid4().hex, "consent")
         record = ConsentRecord(
             ctx.tenant_id,
             f"{subject}{SEP}{consent_id}",
@@ -396,9 +575,7 @@ class Consents:
             evidence_hash=evidence_hash,
             status="granted",
         )
-        with storage("recording a consent"):
-            record.save(condition=ConsentRecord.consent_key.does_not_exist())
-        return _consent(record)
+        return _consent(record), Write("save", record, "consent", condition=ConsentRecord.consent_key.does_not_exist())
 
     def get(self, ctx: TenantContext, subject_id: str, consent_id: str) -> Consent | None:
         key = f"{check_entity_id(subject_id, 'subject')}{SEP}{check_entity_id(consent_id, 'consent')}"
@@ -412,13 +589,21 @@ class Consents:
                 _consent(r) for r in ConsentRecord.query(ctx.tenant_id, ConsentRecord.consent_key.startswith(prefix))
             ]
 
-    def revoke(self, ctx: TenantContext, subject_id: str, consent_id: str, now: datetime) -> None:
+    def revoke_write(self, ctx: TenantContext, subject_id: str, consent_id: str, now: datetime) -> Write:
+        """Revoke a consent (only one that exists): from then on no template can be stored under it,
+        because every template write checks the consent in its own transaction."""
         key = f"{check_entity_id(subject_id, 'subject')}{SEP}{check_entity_id(consent_id, 'consent')}"
+        return Write(
+            "update",
+            ConsentRecord(ctx.tenant_id, key),
+            f"consent:{consent_id}",
+            actions=[ConsentRecord.status.set("revoked"), ConsentRecord.revoked_at.set(now)],
+            condition=ConsentRecord.consent_key.exists(),
+        )
+
+    def revoke(self, ctx: TenantContext, subject_id: str, consent_id: str, now: datetime) -> None:
         with storage("revoking a consent"):
-            ConsentRecord(ctx.tenant_id, key).update(
-                actions=[ConsentRecord.status.set("revoked"), ConsentRecord.revoked_at.set(now)],
-                condition=ConsentRecord.consent_key.exists(),
-            )
+            commit([self.revoke_write(ctx, subject_id, consent_id, now)], connection_of(ConsentRecord))
 
 
 # --- counters ------------------------------------------------------------------------------------------
@@ -452,6 +637,10 @@ class RequestRow:
     result: dict[str, Any] | None
     review_state: str
     reviewers: tuple[str, ...]
+    requested_by: str | None = None
+    purpose: str | None = None
+    case_reference: str | None = None
+    redacted: bool = False
 
 
 def _request(r: RequestRecord) -> RequestRow:
@@ -464,14 +653,46 @@ def _request(r: RequestRecord) -> RequestRow:
         r.result,
         r.review_state,
         tuple(str(x) for x in r.reviewers),
+        r.requested_by,
+        r.purpose,
+        r.case_reference,
+        r.redacted_at is not None,
     )
 
 
+ERASED: Final = "[erased]"
+
+
+def subjects_named(result: dict[str, Any] | None) -> list[str]:
+    """The subject ids a stored result names (a verification's subject, a search's candidates)."""
+    if not result:
+        return []
+    named = [str(result["subject_id"])] if result.get("subject_id") else []
+    named += [str(c["subject_id"]) for c in result.get("candidates", []) if c.get("subject_id")]
+    return sorted(set(named) - {ERASED})
+
+
+def redact(result: dict[str, Any] | None, subject_id: str) -> dict[str, Any] | None:
+    """The result with every trace of ``subject_id`` (its id, scores, template ids) replaced."""
+    if result is None:
+        return None
+    out = dict(result)
+    if out.get("subject_id") == subject_id:
+        out.update(subject_id=ERASED, template_id=None, score=None, references=None)
+    if "candidates" in out:
+        out["candidates"] = [
+            {"subject_id": ERASED, "template_id": None, "score": None} if c.get("subject_id") == subject_id else c
+            for c in out["candidates"]
+        ]
+    return out
+
+
 class Requests:
-    def put(
+    def put_write(
         self,
         ctx: TenantContext,
         *,
+        request_id: str,
         operation: str,
         gallery_id: str | None,
         status: str,
@@ -479,12 +700,15 @@ class Requests:
         result: dict[str, Any] | None,
         review_state: str,
         retention: timedelta,
-        request_id: str | None = None,
-    ) -> RequestRow:
+        purpose: str | None = None,
+        case_reference: str | None = None,
+    ) -> tuple[RequestRow, Write]:
+        """The request's row and the write that stores it once (a second write for the same request
+        id fails its condition: that is how a retried step finds it was already recorded)."""
         now = _now()
         record = RequestRecord(
             ctx.tenant_id,
-            request_id or uuid.uuid4().hex,
+            check_entity_id(request_id, "request"),
             operation=operation,
             gallery_id=gallery_id,
             status=status,
@@ -492,32 +716,73 @@ class Requests:
             result=result,
             review_state=review_state,
             reviewers=[],
+            requested_by=ctx.actor,
+            purpose=purpose,
+            case_reference=case_reference,
+            subjects=subjects_named(result),
             created_at=now,
             expires_at=now + retention,
         )
+        return _request(record), Write("save", record, "request", condition=RequestRecord.request_id.does_not_exist())
+
+    def put(self, ctx: TenantContext, *, request_id: str | None = None, **row: Any) -> RequestRow:
+        """Store a row with no audit entry (store-level tests)."""
+        stored, write = self.put_write(ctx, request_id=request_id or uuid.uuid4().hex, **row)
         with storage("recording a request"):
-            record.save(condition=RequestRecord.request_id.does_not_exist())
-        return _request(record)
+            commit([write], connection_of(RequestRecord))
+        return stored
 
     def get(self, ctx: TenantContext, request_id: str) -> RequestRow | None:
-        record = _get_or_none(RequestRecord, "reading a request", ctx.tenant_id, check_entity_id(request_id, "request"))
-        return None if record is None else _request(record)
+        key = check_entity_id(request_id, "request")
+        try:
+            with storage("reading a request"):
+                record = RequestRecord.get(ctx.tenant_id, key, consistent_read=True)
+        except DoesNotExist:
+            return None
+        return _request(record)
 
-    def review(self, ctx: TenantContext, request_id: str, *, reviewer: str, confirm: bool, needed: int) -> RequestRow:
-        """Record one reviewer's decision; ``needed`` distinct reviewers confirm, any one rejects."""
-        row = self.get(ctx, request_id)
-        if row is None or row.review_state != "pending":
-            raise ConflictError("the request is not awaiting review")
-        if reviewer in row.reviewers:
-            raise ConflictError("each reviewer counts once (two-person confirmation)")
-        reviewers = [*row.reviewers, reviewer]
-        state = "rejected" if not confirm else ("confirmed" if len(reviewers) >= needed else "pending")
-        with storage("recording a review"):
-            RequestRecord(ctx.tenant_id, request_id).update(
-                actions=[RequestRecord.reviewers.set(reviewers), RequestRecord.review_state.set(state)],  # type: ignore[arg-type]
-                condition=RequestRecord.review_state == "pending",
+    def review_write(
+        self, ctx: TenantContext, row: RequestRow, *, reviewer: str, confirm: bool, needed: int
+    ) -> tuple[str, Write]:
+        """One reviewer's decision as a conditional list append: it lands only if the row is still
+        pending with exactly the reviewers read (so two reviewers at the same moment cannot overwrite
+        each other: the second fails its condition, re-reads and counts too) and this reviewer is new."""
+        count = len(row.reviewers) + 1
+        state = "rejected" if not confirm else ("confirmed" if count >= needed else "pending")
+        write = Write(
+            "update",
+            RequestRecord(ctx.tenant_id, row.request_id),
+            "review",
+            actions=[
+                RequestRecord.reviewers.set(RequestRecord.reviewers.append([reviewer])),
+                RequestRecord.review_state.set(state),
+            ],
+            condition=(RequestRecord.review_state == "pending")
+            & (size(RequestRecord.reviewers) == len(row.reviewers))  # type: ignore[no-untyped-call]
+            & ~RequestRecord.reviewers.contains(reviewer),
+        )
+        return state, write
+
+    def naming(self, ctx: TenantContext, subject_id: str) -> list[RequestRow]:
+        """The caller's request rows whose result names ``subject_id`` (erasure redacts them)."""
+        subject = check_entity_id(subject_id, "subject")
+        with storage("reading requests"):
+            records = RequestRecord.query(
+                ctx.tenant_id, filter_condition=RequestRecord.subjects.contains(subject), consistent_read=True
             )
-        refreshed = self.get(ctx, request_id)
-        if refreshed is None:
-            raise StorageError("the reviewed request vanished")
-        return refreshed
+            return [_request(r) for r in records]
+
+    def redact_write(self, ctx: TenantContext, row: RequestRow, subject_id: str, now: datetime) -> Write:
+        """Replace every trace of an erased subject in one row (id, scores, template ids)."""
+        remaining = [s for s in subjects_named(row.result) if s != subject_id]
+        return Write(
+            "update",
+            RequestRecord(ctx.tenant_id, row.request_id),
+            f"request:{row.request_id}",
+            actions=[
+                RequestRecord.result.set(redact(row.result, subject_id)),
+                RequestRecord.subjects.set(remaining),  # type: ignore[arg-type]
+                RequestRecord.redacted_at.set(now),
+            ],
+            condition=RequestRecord.request_id.exists(),
+        )

@@ -130,7 +130,7 @@ def policy_check(event: dict[str, Any], rt: Runtime, context: Any = None) -> dic
     back as the decision, and the workflow's Choice state routes it to Finish."""
     stage = event.get("stage")
     if stage == "request":
-        return _request_stage(event.get("input"), rt, context)
+        return _request_stage(event.get("input"), rt, context, event.get("workflow"))
     if stage == "faces":
         req = WorkflowRequest.parse(event.get("request"))
         face_count = event.get("face_count")
@@ -163,11 +163,27 @@ def _decide(rt: Runtime, req: WorkflowRequest, **facts: Any) -> Decision:
         raise
 
 
-def _request_stage(raw: Any, rt: Runtime, context: Any) -> dict[str, Any]:
+WORKFLOW_OPERATIONS: Final = {"enrol": ("enrol",), "bulk_enrol": ("bulk_enrol",)}
+"""What each workflow may be started with besides an S3 event: Recognize runs only on S3's
+"Object Created" events for a probe key (its metadata says what to do), Enrol and BulkEnrol only on
+the API's requests of their own operation."""
+
+
+def _request_stage(raw: Any, rt: Runtime, context: Any, workflow: Any = None) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise InvalidRequestError("the workflow input is a JSON object")
+    if workflow not in ("recognize", *WORKFLOW_OPERATIONS):
+        raise InvalidRequestError(
+            f"the policy check names its workflow (recognize, enrol, bulk_enrol), not {workflow!r}"
+        )
     probe = object_created(raw)
+    if workflow == "recognize" and probe is None:
+        raise InvalidRequestError("Recognize starts only from S3's 'Object Created' event for a probe")
+    if workflow != "recognize" and probe is not None:
+        raise InvalidRequestError(f"the {workflow} workflow starts from an API request, not from an S3 event")
     request = None if probe is not None else WorkflowRequest.parse(raw)
+    if request is not None and request.operation not in WORKFLOW_OPERATIONS[str(workflow)]:
+        raise InvalidRequestError(f"the {workflow} workflow does not run {request.operation!r} requests")
     claim = {"request": probe.idempotency_key if probe is not None else request.request_id}  # type: ignore[union-attr]
 
     def first_decision(claim: dict[str, str]) -> dict[str, Any]:
@@ -260,8 +276,10 @@ def embed(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, 
 def _allowed(event: dict[str, Any]) -> tuple[WorkflowRequest, Decision, ProbeTemplate]:
     req = WorkflowRequest.parse(event.get("request"))
     decision = Decision.from_dict(event.get("decision") or {})
-    if not decision.allowed or decision.operation != req.operation:
-        raise PolicyDeniedError(f"this state needs an allowed {req.operation} decision", decision)
+    if not decision.allowed or decision.operation != req.operation or decision.stage != "faces":
+        raise PolicyDeniedError(
+            f"this state needs an allowed {req.operation} decision re-checked on the detected faces", decision
+        )
     return req, decision, ProbeTemplate.model_validate(event.get("probe"))
 
 
@@ -272,7 +290,15 @@ def match(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, 
         result = rt.service.match(
             req.ctx, req.gallery_id, decision, probe.to_embedding(), subject_id=req.subject_id, top_k=req.top_k
         )
-        row = rt.service.record_result(req.ctx, req.gallery_id, decision, result, request_id=req.request_id)
+        row = rt.service.record_result(
+            req.ctx,
+            req.gallery_id,
+            decision,
+            result,
+            request_id=req.request_id,
+            purpose=req.purpose,
+            case_reference=req.case_reference,
+        )
     return {
         "request_id": row.request_id,
         "status": row.status,
@@ -283,18 +309,14 @@ def match(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, 
 
 
 def store_template(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, Any]:
-    """Store the template once per request (a retried invocation gets the first answer back: no second
-    template), and record the enrolment's outcome for the SDK to read."""
+    """Store the template, the enrolment's request row and its audit entry in one transaction. The
+    template id derives from the request, so a retried invocation (or a concurrent duplicate) finds
+    the first one's template and gets the same answer: never a second template."""
     req, decision, probe = _allowed(event)
     subject_id, consent_id = req.subject_id, req.consent_id
     if subject_id is None or consent_id is None:  # the request model requires both for enrol
         raise InvalidRequestError("an enrolment names its subject and consent")
-
-    def store(claim: dict[str, str]) -> dict[str, Any]:
-        with tenant_scope(req.tenant_id):
-            return _store(claim)
-
-    def _store(claim: dict[str, str]) -> dict[str, Any]:
+    with tenant_scope(req.tenant_id):
         stored = rt.service.store_template(
             req.ctx,
             req.gallery_id,
@@ -302,27 +324,14 @@ def store_template(event: dict[str, Any], rt: Runtime, context: Any = None) -> d
             consent_id=consent_id,
             embedding=probe.to_embedding(),
             decision=decision,
-        )
-        result = {
-            "template_id": stored.template_id,
-            "subject_id": stored.subject_id,
-            "expires_at": stored.expires_at.isoformat(),
-            "model_version": stored.model_version,
-        }
-        rt.service.record_outcome(
-            req.ctx,
             request_id=req.request_id,
-            operation="enrol",
-            gallery_id=req.gallery_id,
-            status="completed",
-            result=result,
-            decision=decision.to_dict(),
         )
-        return result
-
-    stored = _once(rt, store, {"store_template": req.request_id}, context)
-    stored.pop("duplicate", None)
-    return stored
+    return {
+        "template_id": stored.template_id,
+        "subject_id": stored.subject_id,
+        "expires_at": stored.expires_at.isoformat(),
+        "model_version": stored.model_version,
+    }
 
 
 # --- Finish: the result's obligations, refusals and failures -----------------------------------------
@@ -343,7 +352,12 @@ def _finish(action: Any, req: WorkflowRequest, event: dict[str, Any], rt: Runtim
     if action == "complete":
         deleted = rt.delete_image(req.image)
         what = "upload.deleted" if req.operation == "enrol" else "probe.deleted"
-        rt.service.audit.append(req.ctx, what, {"request_id": req.request_id, "key": req.image.key, "deleted": deleted})
+        rt.service.audit.append(
+            req.ctx,
+            what,
+            {"request_id": req.request_id, "key": req.image.key, "deleted": deleted},
+            once=f"{req.request_id}:{what}",
+        )
         return {"status": "completed", "image_deleted": deleted}
     if action == "refused":
         decision = event.get("decision") or {}
@@ -384,11 +398,8 @@ def _bulk_complete(req: WorkflowRequest, rt: Runtime) -> dict[str, Any]:
         status="completed",
         result={"report": key, **counts},
         decision={"allowed": True, "reasons": []},
-    )
-    rt.service.audit.append(
-        req.ctx,
-        "bulk_enrol.completed",
-        {"request_id": req.request_id, "gallery_id": req.gallery_id, "report": key, **counts},
+        action="bulk_enrol.completed",
+        details={"report": key, **counts},
     )
     return {"status": "completed", "report": key, **counts, "image_deleted": rt.delete_image(req.image)}
 
