@@ -1,0 +1,217 @@
+"""Galleries, consent and enrolment: a template is stored only under a valid consent, re-checked in
+the same transaction that stores it and its audit entry."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from facegate.embedding import Embedding
+from facegate.errors import (
+    ConflictError,
+    ConsentError,
+    GalleryNotFoundError,
+    PolicyDeniedError,
+    WriteConditionError,
+)
+from facegate.policy import Decision, Operation
+from facegate.store.repositories import (
+    Consent,
+    Gallery,
+)
+from facegate.tenancy import TenantContext
+
+if TYPE_CHECKING:  # the vision stack (onnxruntime, OpenCV) stays out of the non-vision functions
+    from facegate.vision.pipeline import FaceAnalysis
+
+from facegate.service.base import ServiceBase
+from facegate.service.records import (
+    DEFAULT_RETENTION,
+    FACES,
+    REQUEST_RETENTION,
+    EnrolResult,
+)
+
+
+class Enrolment(ServiceBase):
+    def create_gallery(self, ctx: TenantContext, gallery_id: str, *, name: str, use_case: str) -> Gallery:
+        decision = self._decide(ctx, Operation.CREATE_GALLERY, use_case)
+        spec = self._use_case(use_case)
+        if spec is None:  # the gate refuses unknown use cases; this keeps the type checker honest
+            raise GalleryNotFoundError("No such use case.")
+        gallery, write = self.galleries.create_write(
+            ctx, gallery_id, name=name, use_case=use_case, max_size=spec.max_gallery_size
+        )
+        details = {"gallery_id": gallery_id, "use_case": use_case, "policy": decision.policy_version}
+        try:
+            self.audit.append(ctx, "gallery.created", details, writes=[write])
+        except WriteConditionError as exc:
+            raise ConflictError(f"a gallery {gallery_id!r} exists already") from exc
+        return gallery
+
+    def record_consent(
+        self,
+        ctx: TenantContext,
+        *,
+        subject_id: str,
+        purpose: str,
+        evidence: bytes,
+        expires_at: datetime,
+    ) -> Consent:
+        """Record a subject's consent; only the sha256 of the signed evidence is kept."""
+        if not evidence:
+            raise ConsentError("consent needs its evidence (the signed release)")
+        if purpose not in self.gate.catalog.use_cases:
+            raise ConsentError(f"'{purpose}' is not a use case a subject can consent to")
+        consent, write = self.consents.record_write(
+            ctx,
+            subject_id=subject_id,
+            purpose=purpose,
+            granted_at=self.clock(),
+            expires_at=expires_at,
+            evidence_hash=hashlib.sha256(evidence).hexdigest(),
+        )
+        details = {
+            "subject_id": subject_id,
+            "consent_id": consent.consent_id,
+            "purpose": purpose,
+            "expires_at": expires_at.isoformat(),
+        }
+        self.audit.append(ctx, "consent.recorded", details, writes=[write])
+        return consent
+
+    def enrol(
+        self,
+        ctx: TenantContext,
+        gallery_id: str,
+        *,
+        subject_id: str,
+        consent_id: str,
+        analysis: FaceAnalysis,
+        request_id: str | None = None,
+    ) -> EnrolResult:
+        """Store one template of a consenting subject. Exactly one face; consent for the gallery's use case.
+
+        ``request_id`` (a workflow's, or a bulk job's line) makes it idempotent: the template's id
+        derives from it, so a retry returns the template the first attempt stored."""
+        decision = self.decide(
+            ctx, Operation.ENROL, gallery_id, face_count=len(analysis), subject_id=subject_id, consent_id=consent_id
+        )
+        return self.store_template(
+            ctx,
+            gallery_id,
+            subject_id=subject_id,
+            consent_id=consent_id,
+            embedding=analysis.embeddings[0],
+            decision=decision,
+            request_id=request_id,
+        )
+
+    def store_template(
+        self,
+        ctx: TenantContext,
+        gallery_id: str,
+        *,
+        subject_id: str,
+        consent_id: str,
+        embedding: Embedding,
+        decision: Decision,
+        request_id: str | None = None,
+    ) -> EnrolResult:
+        """Write the template an allowed enrol decision covers, in one transaction with everything it
+        depends on and everything that records it: the consent checked still granted, the gallery's
+        count under its cap, the request's row (with a ``request_id``) and the audit entry.
+
+        With a ``request_id`` it is idempotent: the template id derives from it and is written only if
+        free, so a retried step (or a second Batch attempt) returns the template the first one stored.
+        """
+        if not decision.allowed or decision.operation != Operation.ENROL.value or decision.stage != FACES:
+            raise PolicyDeniedError(
+                "storing a template needs an allowed enrol decision re-checked on the detected face", decision
+            )
+        gallery = self.galleries.find(ctx, gallery_id)
+        consent = self.consents.get(ctx, subject_id, consent_id)
+        now = self.clock()
+        if gallery is None:
+            raise GalleryNotFoundError("No such gallery.")
+        request_key = request_id or uuid.uuid4().hex
+        if request_id is not None:
+            existing = self.templates.get(
+                ctx, gallery_id, self.templates.template_id(ctx, gallery_id, subject_id, request_key)
+            )
+            if existing is not None:  # a retry of a step that did commit: the same answer, nothing written
+                return EnrolResult(
+                    existing.template_id,
+                    gallery_id,
+                    subject_id,
+                    existing.expires_at,
+                    existing.embedding.model_version,
+                    decision,
+                )
+        if consent is None or not consent.valid_for(gallery.use_case, now):
+            raise ConsentError("the consent was withdrawn or expired before the template was stored")
+        spec = self._use_case(gallery.use_case)
+        retention = timedelta(days=spec.retention_days) if spec else DEFAULT_RETENTION
+        expires_at = min(consent.expires_at, now + retention, now + DEFAULT_RETENTION)
+        stored, writes = self.templates.enrol_writes(
+            ctx,
+            gallery,
+            subject_id=subject_id,
+            consent_id=consent_id,
+            embedding=embedding,
+            expires_at=expires_at,
+            request_key=request_key,
+            now=now,
+            consent_purpose=gallery.use_case,
+        )
+        result = {
+            "template_id": stored.template_id,
+            "subject_id": stored.subject_id,
+            "expires_at": expires_at.isoformat(),
+            "model_version": embedding.model_version,
+        }
+        if request_id is not None:
+            _, row = self.requests.put_write(
+                ctx,
+                request_id=request_id,
+                operation="enrol",
+                gallery_id=gallery_id,
+                status="completed",
+                decision=decision.to_dict(),
+                result=result,
+                review_state="not_required",
+                retention=REQUEST_RETENTION,
+            )
+            writes.append(row)
+        details = {
+            "gallery_id": gallery_id,
+            "subject_id": subject_id,
+            "template_id": stored.template_id,
+            "consent_id": consent_id,
+            "model_version": embedding.model_version,
+            "expires_at": expires_at.isoformat(),
+            "policy": decision.policy_version,
+            **({"request_id": request_id} if request_id else {}),
+        }
+        try:
+            self.audit.append(ctx, "template.enrolled", details, writes=writes)
+        except WriteConditionError as exc:
+            if "template" in exc.names and request_id is not None:
+                again = self.templates.get(ctx, gallery_id, stored.template_id)
+                if again is not None:  # a concurrent twin of this request committed first
+                    return EnrolResult(
+                        again.template_id,
+                        gallery_id,
+                        subject_id,
+                        again.expires_at,
+                        again.embedding.model_version,
+                        decision,
+                    )
+            if "consent" in exc.names:
+                raise ConsentError("the consent was withdrawn or expired before the template was stored") from exc
+            if "gallery_capacity" in exc.names:
+                raise ConflictError("the gallery is full (or was deleted) before the template was stored") from exc
+            raise
+        return EnrolResult(stored.template_id, gallery_id, subject_id, expires_at, embedding.model_version, decision)

@@ -1,0 +1,223 @@
+"""Verification (1:1) and search (1:N), and the request rows that record how a request ended."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from facegate.embedding import Embedding
+from facegate.errors import (
+    GalleryNotFoundError,
+    PolicyDeniedError,
+    WriteConditionError,
+)
+from facegate.match import SearchResult, VerifyResult, search, verify
+from facegate.policy import Decision, Operation
+from facegate.store.repositories import (
+    RequestRow,
+)
+from facegate.store.writes import Write
+from facegate.tenancy import TenantContext, check_entity_id
+
+if TYPE_CHECKING:  # the vision stack (onnxruntime, OpenCV) stays out of the non-vision functions
+    from facegate.vision.pipeline import FaceAnalysis
+
+from facegate.service.base import ServiceBase
+from facegate.service.records import (
+    FACES,
+    HUMAN_REVIEW,
+    REQUEST_RETENTION,
+    MatchOutcome,
+    declared,
+    no_match,
+    reference,
+)
+
+
+class Matching(ServiceBase):
+    def match(
+        self,
+        ctx: TenantContext,
+        gallery_id: str,
+        decision: Decision,
+        probe: Embedding,
+        *,
+        subject_id: str | None = None,
+        top_k: int = 1,
+    ) -> VerifyResult | SearchResult:
+        """Compare a probe with the caller's gallery under an allowed verify or search decision."""
+        if not decision.allowed or decision.threshold is None or decision.stage != FACES:
+            raise PolicyDeniedError(
+                "matching needs an allowed verify or search decision re-checked on the detected faces", decision
+            )
+        if decision.operation == Operation.VERIFY.value:
+            if subject_id is None:
+                raise GalleryNotFoundError("A verification names the subject to verify against.")
+            references = [
+                reference(t)
+                for t in self.templates.of_subject(ctx, check_entity_id(subject_id, "subject"), gallery_id=gallery_id)
+                if t.expires_at > self.clock()
+            ]
+            if not references:
+                raise GalleryNotFoundError("No such subject in this gallery.")
+            return verify(probe, references, threshold=decision.threshold)
+        if decision.operation != Operation.SEARCH.value:
+            raise PolicyDeniedError("matching needs an allowed verify or search decision", decision)
+        templates = [reference(t) for t in self.templates.in_gallery(ctx, gallery_id, now=self.clock())]
+        return search(probe, templates, threshold=decision.threshold, top_k=top_k, calibration=self.calibration)
+
+    def record_result(
+        self,
+        ctx: TenantContext,
+        gallery_id: str,
+        decision: Decision,
+        result: VerifyResult | SearchResult,
+        *,
+        request_id: str | None = None,
+        purpose: str | None = None,
+        case_reference: str | None = None,
+    ) -> RequestRow:
+        """Store the result with its review state and its audit entry in one transaction. With a
+        ``request_id`` it is idempotent: a second call for the same request returns the stored row and
+        writes nothing (the row exists only together with its entry)."""
+        review = "not_required"
+        if HUMAN_REVIEW in decision.obligations and not no_match(result):
+            review = "pending"
+        purpose, case_reference = declared(purpose, "purpose"), declared(case_reference, "case reference")
+        row, write = self.requests.put_write(
+            ctx,
+            request_id=request_id or uuid.uuid4().hex,
+            operation=decision.operation,
+            gallery_id=gallery_id,
+            status="completed",
+            decision=decision.to_dict(),
+            result=result.to_dict(),
+            review_state=review,
+            retention=REQUEST_RETENTION,
+            purpose=purpose,
+            case_reference=case_reference,
+        )
+        details = {
+            "request_id": row.request_id,
+            "gallery_id": gallery_id,
+            "matched": not no_match(result),
+            "review_state": review,
+            "policy": decision.policy_version,
+            "purpose": purpose,
+            "case_reference": case_reference,
+        }
+        return self._record_once(ctx, f"{decision.operation}.completed", details, row, write)
+
+    def _record_once(
+        self, ctx: TenantContext, action: str, details: dict[str, Any], row: RequestRow, write: Write
+    ) -> RequestRow:
+        """Commit a request row with its audit entry; a row already there (a retried step, a
+        concurrent twin) is returned as stored, with nothing written."""
+        try:
+            self.audit.append(ctx, action, details, writes=[write])
+        except WriteConditionError as exc:
+            existing = self.requests.get(ctx, row.request_id) if "request" in exc.names else None
+            if existing is None:
+                raise
+            return existing
+        return row
+
+    def record_outcome(
+        self,
+        ctx: TenantContext,
+        *,
+        request_id: str,
+        operation: str,
+        gallery_id: str | None,
+        status: str,
+        result: dict[str, Any],
+        decision: dict[str, Any] | None = None,
+        action: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> RequestRow:
+        """Record how a workflow request ended, once per request id (a retry returns the stored row),
+        always in one transaction with its audit entry: ``completed`` (a bulk job), ``refused`` by the
+        gate (its decision was audited as ``request.denied``; this entry records the outcome) or
+        ``failed`` (bad input, an error), with its reasons."""
+        if status not in ("completed", "refused", "failed"):
+            raise ValueError(f"a request ends 'completed', 'refused' or 'failed', not {status!r}")
+        row, write = self.requests.put_write(
+            ctx,
+            request_id=request_id,
+            operation=operation,
+            gallery_id=gallery_id,
+            status=status,
+            decision=decision or {"allowed": False, "reasons": result.get("reasons", [])},
+            result=result,
+            review_state="not_required",
+            retention=REQUEST_RETENTION,
+        )
+        entry = {
+            "request_id": request_id,
+            "operation": operation,
+            "gallery_id": gallery_id,
+            "reasons": [str(r.get("code", "")) for r in result.get("reasons", [])],
+            **(details or {}),
+        }
+        return self._record_once(ctx, action or f"request.{status}", entry, row, write)
+
+    def _outcome(
+        self,
+        ctx: TenantContext,
+        gallery_id: str,
+        decision: Decision,
+        result: VerifyResult | SearchResult,
+        purpose: str | None,
+        case_reference: str | None,
+    ) -> MatchOutcome:
+        row = self.record_result(ctx, gallery_id, decision, result, purpose=purpose, case_reference=case_reference)
+        return MatchOutcome(row.request_id, decision, result, row.review_state)
+
+    def verify(
+        self,
+        ctx: TenantContext,
+        gallery_id: str,
+        *,
+        subject_id: str,
+        analysis: FaceAnalysis,
+        threshold: float | None = None,
+        purpose: str | None = None,
+        case_reference: str | None = None,
+    ) -> MatchOutcome:
+        """1:1: is the person in the probe the enrolled ``subject_id``?"""
+        decision = self.decide(
+            ctx,
+            Operation.VERIFY,
+            gallery_id,
+            face_count=len(analysis),
+            threshold=threshold,
+            purpose=purpose,
+            case_reference=case_reference,
+        )
+        result = self.match(ctx, gallery_id, decision, analysis.embeddings[0], subject_id=subject_id)
+        return self._outcome(ctx, gallery_id, decision, result, purpose, case_reference)
+
+    def search(
+        self,
+        ctx: TenantContext,
+        gallery_id: str,
+        *,
+        analysis: FaceAnalysis,
+        top_k: int = 1,
+        threshold: float | None = None,
+        purpose: str | None = None,
+        case_reference: str | None = None,
+    ) -> MatchOutcome:
+        """1:N over one of the caller's galleries: open set, capped, with the expected false candidates."""
+        decision = self.decide(
+            ctx,
+            Operation.SEARCH,
+            gallery_id,
+            face_count=len(analysis),
+            threshold=threshold,
+            top_k=top_k,
+            purpose=purpose,
+            case_reference=case_reference,
+        )
+        result = self.match(ctx, gallery_id, decision, analysis.embeddings[0], top_k=top_k)
+        return self._outcome(ctx, gallery_id, decision, result, purpose, case_reference)
