@@ -326,3 +326,18 @@ def test_bulk_enrolment_into_another_tenants_gallery_is_refused_before_the_job(
     assert run.path == ["PolicyCheck", "IsDuplicate", "IsAllowed", "RecordRefusal", "Refused"]
     assert [r["code"] for r in run.output["reasons"]] == ["request.gallery_not_found"]
     assert not cloud.object_exists(manifest)
+
+
+@pytest.mark.parametrize("segment", ["Not_A_Tenant", "UPPER", "ab", "x" * 70])
+def test_a_probe_under_an_invalid_tenant_segment_is_deleted_and_counted(cloud: LocalCloud, segment: str) -> None:
+    """GIVEN an object under tenants/ whose tenant segment names no valid tenant WHEN its event runs
+    Recognize THEN nothing can be recorded under a tenant, but the object is deleted and counted."""
+    from facegate import observability
+
+    before = observability.counts[observability.DISCARDED_UPLOAD]
+    ref = cloud.put_probe(segment, GALLERY, b"irrelevant", operation="search", purpose=PURPOSE)
+    run = cloud.wait_for(cloud.execution_for(ref))
+
+    assert run.status == "FAILED"
+    assert not cloud.object_exists(ref)
+    assert observability.counts[observability.DISCARDED_UPLOAD] == before + 1

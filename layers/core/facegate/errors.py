@@ -126,6 +126,13 @@ class PolicyDeniedError(FacegateError):
         self.decision = decision
 
 
+class EnumerationRefusedError(PolicyDeniedError):
+    """A verification was refused at matching time: the same face was verified against another
+    subject within the window (1:1 calls adding up to 1:N). Audited as a denial like any other."""
+
+    code = "request.enumeration_pattern"
+
+
 class ConsentError(FacegateError):
     """A consent record is missing, expired, revoked or for another purpose."""
 

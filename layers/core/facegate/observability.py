@@ -15,6 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 NAMESPACE: Final = "facegate"
 FOREIGN_ITEM: Final = "ForeignItemDropped"
+DISCARDED_UPLOAD: Final = "UploadDiscarded"
 
 logger = logging.getLogger("facegate.security")
 counts: Counter[str] = Counter()
@@ -31,3 +32,15 @@ def foreign_item(*, caller: str, partition: str, template_id: str) -> None:
     )
     with single_metric(name=FOREIGN_ITEM, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
         metric.add_dimension(name="tenant", value=caller)
+
+
+def discarded_upload(*, key: str, reason: str, deleted: bool) -> None:
+    """An object under ``tenants/`` that names no valid tenant: it cannot be recorded under anyone, so
+    it is deleted (``deleted``) and counted, never left behind silently."""
+    counts[DISCARDED_UPLOAD] += 1
+    logger.warning(
+        "discarded an upload that names no valid tenant",
+        extra={"signal": DISCARDED_UPLOAD, "key": key, "reason": reason, "deleted": deleted},
+    )
+    with single_metric(name=DISCARDED_UPLOAD, unit=MetricUnit.Count, value=1, namespace=NAMESPACE):
+        pass

@@ -122,12 +122,16 @@ def test_prison_search_finds_the_person_and_waits_for_two_reviewers(
     assert outcome.result.expected_false_candidates > 0
     assert outcome.review_state == "pending"
     assert "human_review_before_action" in outcome.decision.obligations
-    first = service.review(PRISON, outcome.request_id, confirm=True)
+    with pytest.raises(PolicyDeniedError) as own:  # the requester never reviews their own identification
+        service.review(PRISON, outcome.request_id, confirm=True)
+    assert own.value.decision.codes == ["request.self_review"]  # type: ignore[attr-defined]
+    reviewer = TenantContext(tenant_id="state-prison-7", actor="officer-2")
+    first = service.review(reviewer, outcome.request_id, confirm=True)
     assert first.review_state == "pending"
     with pytest.raises(ConflictError, match="each reviewer counts once"):
-        service.review(PRISON, outcome.request_id, confirm=True)
+        service.review(reviewer, outcome.request_id, confirm=True)
     second = service.review(
-        TenantContext(tenant_id="state-prison-7", actor="officer-2"), outcome.request_id, confirm=True
+        TenantContext(tenant_id="state-prison-7", actor="officer-3"), outcome.request_id, confirm=True
     )
     assert second.review_state == "confirmed"
     assert service.audit.verify(PRISON)

@@ -47,6 +47,16 @@ class UseCase(_Strict):
     purpose_required: bool
     case_reference_required: bool
     rate_limits: dict[str, RateLimit]
+    max_galleries_per_tenant: int = Field(ge=1, le=1000)
+    """A gallery is bounded; so is how many of them one tenant may hold for the use case."""
+    max_enrolled_per_tenant: int = Field(ge=1, le=10_000_000)
+    """Templates one tenant may hold under the use case across all its galleries."""
+    search_comparisons_per_day: int | None = Field(default=None, ge=1)
+    """One search budget across galleries: templates compared per tenant and day."""
+    verify_distinct_subjects_per_day: int | None = Field(default=None, ge=1)
+    """Distinct subjects one tenant may verify against per day (1:1 calls cannot sweep a gallery)."""
+    enumeration_window_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    """How long a verified probe is remembered to refuse it against a second subject."""
 
     @model_validator(mode="after")
     def _consistent(self) -> UseCase:

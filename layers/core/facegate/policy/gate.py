@@ -43,6 +43,8 @@ class Operation(StrEnum):
     DELETE_SUBJECT = "delete_subject"
     EXPORT_AUDIT = "export_audit"
     INFER_ATTRIBUTE = "infer_attribute"
+    RECORD_CONSENT = "record_consent"
+    REVIEW = "review"
 
 
 class _Facts(BaseModel):
@@ -93,6 +95,19 @@ class PolicyRequest(_Facts):
     rate_exceeded: bool = False
     volume_exceeded: bool = False
     attributes_requested: tuple[str, ...] = ()
+    reviewer_is_requester: bool = False
+    """A review by the person who asked for the identification (never one of its reviewers)."""
+    enumeration_suspected: bool = False
+    """The same probe (content hash, or a near-duplicate embedding) was verified against another subject
+    within the window: 1:1 calls adding up to 1:N."""
+    distinct_subjects: int = 0
+    """Distinct subjects this tenant verified against today, this request's included."""
+    tenant_galleries: int = 0
+    """The tenant's galleries of this use case (before this request)."""
+    tenant_enrolled: int = 0
+    """Templates the tenant holds under this use case, across its galleries (before this request)."""
+    comparisons_today: int = 0
+    """Templates searched today by this tenant under this use case, this search's included."""
 
 
 @dataclass(frozen=True)
@@ -270,6 +285,22 @@ class PolicyGate:
             "gallery_size": gallery.size if gallery else 0,
             "max_gallery_size": use_case.max_gallery_size if use_case else 0,
             "attributes_requested": list(req.attributes_requested),
+            "reviewer_is_requester": req.reviewer_is_requester,
+            "enumeration_suspected": req.enumeration_suspected,
+            "distinct_subjects_exceeded": bool(
+                use_case
+                and use_case.verify_distinct_subjects_per_day is not None
+                and req.distinct_subjects > use_case.verify_distinct_subjects_per_day
+            ),
+            "tenant_galleries": req.tenant_galleries,
+            "max_tenant_galleries": use_case.max_galleries_per_tenant if use_case else 0,
+            "tenant_enrolled": req.tenant_enrolled,
+            "max_tenant_enrolled": use_case.max_enrolled_per_tenant if use_case else 0,
+            "search_budget_exceeded": bool(
+                use_case
+                and use_case.search_comparisons_per_day is not None
+                and req.comparisons_today > use_case.search_comparisons_per_day
+            ),
         }
 
     def decide(self, req: PolicyRequest) -> Decision:

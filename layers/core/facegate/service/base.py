@@ -3,7 +3,8 @@ every operation's decision is computed here."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -11,27 +12,35 @@ from typing import TYPE_CHECKING, Any
 from facegate.audit import AuditLog
 from facegate.errors import (
     PolicyDeniedError,
+    WriteConditionError,
 )
 from facegate.match import Calibration
 from facegate.policy import Decision, Operation, PolicyGate, PolicyRequest
 from facegate.policy.catalog import UseCase
 from facegate.policy.gate import UNKNOWN
+from facegate.store.models import SEP
 from facegate.store.repositories import (
     Consents,
     Counters,
     Galleries,
     Gallery,
+    ProbeMemory,
     Requests,
+    StoredTemplate,
     Templates,
     Tenant,
     TenantRegistry,
+    Totals,
 )
+from facegate.store.writes import Write
 from facegate.tenancy import TenantContext
 
 if TYPE_CHECKING:  # the vision stack (onnxruntime, OpenCV) stays out of the non-vision functions
     pass
 
 from facegate.service.records import (
+    TEMPLATES_PER_TRANSACTION,
+    chunks,
     denial_text,
     utc_now,
 )
@@ -48,6 +57,8 @@ class ServiceBase:
     consents: Consents = field(default_factory=Consents)
     counters: Counters = field(default_factory=Counters)
     requests: Requests = field(default_factory=Requests)
+    totals: Totals = field(default_factory=Totals)
+    probes: ProbeMemory = field(default_factory=ProbeMemory)
     audit: AuditLog = field(default_factory=AuditLog)
     calibration: Calibration = field(default_factory=Calibration.packaged)
     clock: Callable[[], datetime] = utc_now
@@ -79,8 +90,11 @@ class ServiceBase:
         use_case: str,
         *,
         count_attempt: bool = True,
+        once: str | None = None,
         **facts: Any,
     ) -> Decision:
+        """Decide with the tenant's current facts; a denial is audited (once per ``once`` key: a
+        retried step does not record the same refusal twice) and raised."""
         now = self.clock()
         tenant = self.registry.current(ctx)
         rate, volume = self._limits(ctx, tenant, operation, use_case, now) if count_attempt else (False, False)
@@ -101,6 +115,7 @@ class ServiceBase:
                 ctx,
                 "request.denied",
                 {"decision": decision.to_dict(), "gallery_id": gallery.gallery_id if gallery is not None else None},
+                once=once,
             )
             raise PolicyDeniedError(denial_text(decision), decision)
         return decision
@@ -125,6 +140,8 @@ class ServiceBase:
         case_reference: str | None = None,
         count_attempt: bool = True,
         consent_per_subject: bool = False,
+        request_id: str | None = None,
+        content_hash: str | None = None,
     ) -> Decision:
         """The gate's decision for an enrol, verify or search on one of the caller's galleries.
 
@@ -136,18 +153,24 @@ class ServiceBase:
         """
         gallery, use_case = self._gallery_facts(ctx, gallery_id)
         facts: dict[str, Any] = {}
-        if operation is Operation.ENROL and consent_per_subject:
-            facts["consent_valid"] = True
-        elif operation is Operation.ENROL:
-            consent = self.consents.get(ctx, subject_id, consent_id) if subject_id and consent_id else None
-            facts["consent_valid"] = consent is not None and consent.valid_for(use_case, self.clock())
+        if operation is Operation.ENROL:
+            if gallery is not None:
+                gallery, facts["tenant_enrolled"] = self._capacity(ctx, gallery)
+            if consent_per_subject:
+                facts["consent_valid"] = True
+            else:
+                consent = self.consents.get(ctx, subject_id, consent_id) if subject_id and consent_id else None
+                facts["consent_valid"] = consent is not None and consent.valid_for(use_case, self.clock())
         else:
             facts.update(threshold=threshold, top_k=top_k, purpose=purpose, case_reference=case_reference)
+            facts.update(self._sweep_facts(ctx, operation, use_case, gallery, subject_id, content_hash, count_attempt))
+        stage = "faces" if face_count != UNKNOWN else "request"
         decision = self._decide(
             ctx,
             operation,
             use_case,
             count_attempt=count_attempt,
+            once=f"{request_id}:decision:{stage}" if request_id else None,
             gallery=gallery.facts() if gallery else None,
             gallery_found=gallery is not None,
             face_count=face_count,
@@ -156,3 +179,105 @@ class ServiceBase:
         if operation is not Operation.ENROL and decision.threshold is None:
             raise PolicyDeniedError("the decision carries no threshold", decision)
         return decision
+
+    def _sweep_facts(
+        self,
+        ctx: TenantContext,
+        operation: Operation,
+        use_case: str,
+        gallery: Gallery | None,
+        subject_id: str | None,
+        content_hash: str | None,
+        count_attempt: bool,
+    ) -> dict[str, Any]:
+        """The facts that refuse a sweep made of allowed calls: the distinct subjects verified today
+        (counted with the attempt), the same image verified against another subject (at the face
+        re-check, once Detect has hashed it) and the templates searched today across galleries."""
+        spec = self._use_case(use_case)
+        if spec is None or gallery is None:
+            return {}
+        now = self.clock()
+        facts: dict[str, Any] = {}
+        if operation is Operation.VERIFY and subject_id:
+            if count_attempt and spec.verify_distinct_subjects_per_day is not None:
+                facts["distinct_subjects"] = self.probes.distinct_subjects(ctx, use_case, subject_id, now)
+            if content_hash:
+                window = timedelta(seconds=spec.enumeration_window_s)
+                facts["enumeration_suspected"] = not self.probes.claim_content(
+                    ctx, use_case, content_hash, subject_id, now, window
+                )
+        if operation is Operation.SEARCH and count_attempt and spec.search_comparisons_per_day is not None:
+            facts["comparisons_today"] = self.counters.hit(
+                ctx, f"comparisons{SEP}{use_case}", window=timedelta(days=1), now=now, amount=gallery.template_count
+            )
+        return facts
+
+    # --- capacity: the gallery's and the tenant's counts, kept exact --------------------------------
+
+    def _capacity(self, ctx: TenantContext, gallery: Gallery) -> tuple[Gallery, int]:
+        """The gallery and the tenant's template total for its use case, recounted when either looks
+        full: DynamoDB's TTL deletes expired templates without lowering any count, so a count only
+        ever overstates; the recount deletes what expired (audited) and corrects what TTL removed."""
+        total = self.totals.read(ctx, Totals.TEMPLATES, gallery.use_case)
+        spec = self._use_case(gallery.use_case)
+        cap = spec.max_enrolled_per_tenant if spec else 0
+        if gallery.template_count < gallery.max_size and total < cap:
+            return gallery, total
+        self.reconcile(ctx, gallery.use_case)
+        refreshed = self.galleries.find(ctx, gallery.gallery_id) or gallery
+        return refreshed, self.totals.read(ctx, Totals.TEMPLATES, gallery.use_case)
+
+    def reconcile(self, ctx: TenantContext, use_case: str) -> int:
+        """Delete the expired templates of the tenant's galleries of ``use_case`` and set every count to
+        what is really stored; returns how many expired templates were deleted. Each step is one
+        transaction with its audit entry; a step that meets a concurrent change is left for next time."""
+        now = self.clock()
+        expired_total = 0
+        live_total = 0
+        for gallery in [g for g in self.galleries.list_all(ctx) if g.use_case == use_case]:
+            stored = self.templates.stored_in(ctx, gallery.gallery_id)
+            expired = [t for t in stored if t.expires_at <= now]
+            for chunk in chunks(expired, size=TEMPLATES_PER_TRANSACTION):
+                try:
+                    self.audit.append(
+                        ctx,
+                        "template.expired",
+                        {"gallery_id": gallery.gallery_id, "template_ids": [t.template_id for t in chunk]},
+                        writes=self.delete_writes(ctx, chunk),
+                    )
+                    expired_total += len(chunk)
+                except WriteConditionError:
+                    continue
+            live = len(stored) - len(expired)
+            live_total += live
+            current = self.galleries.find(ctx, gallery.gallery_id)
+            if current is not None and current.template_count != live:
+                with contextlib.suppress(WriteConditionError):
+                    self.audit.append(
+                        ctx,
+                        "gallery.recounted",
+                        {"gallery_id": gallery.gallery_id, "was": current.template_count, "now": live},
+                        writes=[self.galleries.recount_write(ctx, current, live)],
+                    )
+        total = self.totals.read(ctx, Totals.TEMPLATES, use_case)
+        if total != live_total:
+            with contextlib.suppress(WriteConditionError):
+                self.audit.append(
+                    ctx,
+                    "tenant.templates_recounted",
+                    {"use_case": use_case, "was": total, "now": live_total},
+                    writes=[self.totals.set_write(ctx, Totals.TEMPLATES, use_case, was=total, now=live_total)],
+                )
+        return expired_total
+
+    def delete_writes(self, ctx: TenantContext, templates: Sequence[StoredTemplate]) -> list[Write]:
+        """Delete templates with their galleries' counts and the tenant's totals lowered by as many."""
+        writes = self.templates.delete_writes(ctx, list(templates))
+        use_cases = {g.gallery_id: g.use_case for g in self.galleries.list_all(ctx)}
+        per_use_case: dict[str, int] = {}
+        for t in templates:
+            uc = use_cases.get(t.gallery_id)
+            if uc is not None:
+                per_use_case[uc] = per_use_case.get(uc, 0) + 1
+        writes += [self.totals.add_write(ctx, Totals.TEMPLATES, uc, -n) for uc, n in per_use_case.items()]
+        return writes

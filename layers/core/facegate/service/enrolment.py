@@ -20,6 +20,7 @@ from facegate.policy import Decision, Operation
 from facegate.store.repositories import (
     Consent,
     Gallery,
+    Totals,
 )
 from facegate.tenancy import TenantContext
 
@@ -37,17 +38,25 @@ from facegate.service.records import (
 
 class Enrolment(ServiceBase):
     def create_gallery(self, ctx: TenantContext, gallery_id: str, *, name: str, use_case: str) -> Gallery:
-        decision = self._decide(ctx, Operation.CREATE_GALLERY, use_case)
+        """Create a gallery for one of the tenant's approved use cases, within the tenant's gallery cap
+        (counted in the same transaction, so concurrent creations cannot exceed it)."""
+        held = self.totals.read(ctx, Totals.GALLERIES, use_case)
+        decision = self._decide(ctx, Operation.CREATE_GALLERY, use_case, tenant_galleries=held)
         spec = self._use_case(use_case)
         if spec is None:  # the gate refuses unknown use cases; this keeps the type checker honest
             raise GalleryNotFoundError("No such use case.")
         gallery, write = self.galleries.create_write(
             ctx, gallery_id, name=name, use_case=use_case, max_size=spec.max_gallery_size
         )
+        count = self.totals.add_write(ctx, Totals.GALLERIES, use_case, 1, cap=spec.max_galleries_per_tenant)
         details = {"gallery_id": gallery_id, "use_case": use_case, "policy": decision.policy_version}
         try:
-            self.audit.append(ctx, "gallery.created", details, writes=[write])
+            self.audit.append(ctx, "gallery.created", details, writes=[write, count])
         except WriteConditionError as exc:
+            if count.name in exc.names:
+                raise ConflictError(
+                    f"the tenant holds {spec.max_galleries_per_tenant} galleries of {use_case} already"
+                ) from exc
             raise ConflictError(f"a gallery {gallery_id!r} exists already") from exc
         return gallery
 
@@ -65,6 +74,9 @@ class Enrolment(ServiceBase):
             raise ConsentError("consent needs its evidence (the signed release)")
         if purpose not in self.gate.catalog.use_cases:
             raise ConsentError(f"'{purpose}' is not a use case a subject can consent to")
+        # Through the gate like every operation: a suspended tenant, or one whose approval for this
+        # use case expired, collects no more consents (and so enrols nobody new).
+        self._decide(ctx, Operation.RECORD_CONSENT, purpose)
         consent, write = self.consents.record_write(
             ctx,
             subject_id=subject_id,
@@ -166,6 +178,10 @@ class Enrolment(ServiceBase):
             now=now,
             consent_purpose=gallery.use_case,
         )
+        if spec is not None:  # the tenant's total under this use case, capped in the same transaction
+            writes.append(
+                self.totals.add_write(ctx, Totals.TEMPLATES, gallery.use_case, 1, cap=spec.max_enrolled_per_tenant)
+            )
         result = {
             "template_id": stored.template_id,
             "subject_id": stored.subject_id,
@@ -211,7 +227,7 @@ class Enrolment(ServiceBase):
                     )
             if "consent" in exc.names:
                 raise ConsentError("the consent was withdrawn or expired before the template was stored") from exc
-            if "gallery_capacity" in exc.names:
+            if "gallery_capacity" in exc.names or f"total:{Totals.TEMPLATES}:{gallery.use_case}" in exc.names:
                 raise ConflictError("the gallery is full (or was deleted) before the template was stored") from exc
             raise
         return EnrolResult(stored.template_id, gallery_id, subject_id, expires_at, embedding.model_version, decision)

@@ -51,7 +51,7 @@ class Erasure(ServiceBase):
                     ctx,
                     "consent.revoked" if revoke else "consent.revoked.cleanup",
                     details,
-                    writes=[*revoke, *self.templates.delete_writes(ctx, doomed)],
+                    writes=[*revoke, *self.delete_writes(ctx, doomed)],
                 )
             except WriteConditionError:
                 continue  # a template went meanwhile (TTL, a concurrent erasure): read again
@@ -91,7 +91,7 @@ class Erasure(ServiceBase):
                         ctx,
                         "subject.erasure.templates_deleted",
                         {"subject_id": subject, "template_ids": [t.template_id for t in tchunk]},
-                        writes=self.templates.delete_writes(ctx, tchunk),
+                        writes=self.delete_writes(ctx, tchunk),
                     )
                     deleted += [t.template_id for t in tchunk]
                 for rchunk in chunks(rows):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from facegate.embedding import Embedding
 from facegate.errors import (
+    EnumerationRefusedError,
     GalleryNotFoundError,
     PolicyDeniedError,
     WriteConditionError,
@@ -44,8 +46,13 @@ class Matching(ServiceBase):
         *,
         subject_id: str | None = None,
         top_k: int = 1,
+        purpose: str | None = None,
+        case_reference: str | None = None,
     ) -> VerifyResult | SearchResult:
-        """Compare a probe with the caller's gallery under an allowed verify or search decision."""
+        """Compare a probe with the caller's gallery under an allowed verify or search decision.
+
+        A verification first asks whether the same face was verified against another subject within
+        the window (a sweep of 1:1 calls): if so the gate refuses it (audited) before any comparison."""
         if not decision.allowed or decision.threshold is None or decision.stage != FACES:
             raise PolicyDeniedError(
                 "matching needs an allowed verify or search decision re-checked on the detected faces", decision
@@ -60,11 +67,50 @@ class Matching(ServiceBase):
             ]
             if not references:
                 raise GalleryNotFoundError("No such subject in this gallery.")
+            self._refuse_a_sweep(ctx, gallery_id, decision, probe, subject_id, purpose, case_reference)
             return verify(probe, references, threshold=decision.threshold)
         if decision.operation != Operation.SEARCH.value:
             raise PolicyDeniedError("matching needs an allowed verify or search decision", decision)
         templates = [reference(t) for t in self.templates.in_gallery(ctx, gallery_id, now=self.clock())]
         return search(probe, templates, threshold=decision.threshold, top_k=top_k, calibration=self.calibration)
+
+    def _refuse_a_sweep(
+        self,
+        ctx: TenantContext,
+        gallery_id: str,
+        decision: Decision,
+        probe: Embedding,
+        subject_id: str,
+        purpose: str | None,
+        case_reference: str | None,
+    ) -> None:
+        spec = self._use_case(decision.use_case)
+        if spec is None or decision.threshold is None:
+            return
+        window = timedelta(seconds=spec.enumeration_window_s)
+        swept = self.probes.near_duplicate(
+            ctx, decision.use_case, probe, subject_id, threshold=decision.threshold, now=self.clock(), window=window
+        )
+        if not swept:
+            return
+        gallery = self.galleries.find(ctx, gallery_id)
+        try:
+            self._decide(
+                ctx,
+                Operation.VERIFY,
+                decision.use_case,
+                count_attempt=False,
+                gallery=gallery.facts() if gallery else None,
+                gallery_found=gallery is not None,
+                face_count=1,
+                threshold=decision.threshold,
+                purpose=purpose,
+                case_reference=case_reference,
+                enumeration_suspected=True,
+            )
+        except PolicyDeniedError as exc:
+            raise EnumerationRefusedError(str(exc), exc.decision) from exc
+        raise EnumerationRefusedError("the same face was verified against another subject", decision)
 
     def record_result(
         self,
@@ -190,11 +236,20 @@ class Matching(ServiceBase):
             Operation.VERIFY,
             gallery_id,
             face_count=len(analysis),
+            subject_id=subject_id,
             threshold=threshold,
             purpose=purpose,
             case_reference=case_reference,
         )
-        result = self.match(ctx, gallery_id, decision, analysis.embeddings[0], subject_id=subject_id)
+        result = self.match(
+            ctx,
+            gallery_id,
+            decision,
+            analysis.embeddings[0],
+            subject_id=subject_id,
+            purpose=purpose,
+            case_reference=case_reference,
+        )
         return self._outcome(ctx, gallery_id, decision, result, purpose, case_reference)
 
     def search(

@@ -10,6 +10,7 @@ from facegate.errors import (
     StorageError,
     WriteConditionError,
 )
+from facegate.policy import Operation
 from facegate.store.repositories import (
     RequestRow,
 )
@@ -38,6 +39,14 @@ class Reviews(ServiceBase):
                 raise ConflictError("the request is not awaiting review")
             if ctx.actor in row.reviewers:
                 raise ConflictError("each reviewer counts once (two-person confirmation)")
+            # Through the gate: a suspended tenant or an expired approval confirms nothing, and the
+            # person who asked for the identification is never one of its reviewers.
+            self._decide(
+                ctx,
+                Operation.REVIEW,
+                str(row.decision.get("use_case", "unknown")),
+                reviewer_is_requester=row.requested_by == ctx.actor,
+            )
             needed = 2 if TWO_PERSON in row.decision.get("obligations", []) else 1
             state, write = self.requests.review_write(ctx, row, reviewer=ctx.actor, confirm=confirm, needed=needed)
             details: dict[str, JSON] = {

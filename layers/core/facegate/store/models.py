@@ -188,6 +188,9 @@ class CounterRecord(Model):
     # Not ``count``: that name is pynamodb's Model.count() classmethod.
     hits = NumberAttribute(default=0)
     expires_at = TTLAttribute(null=True)
+    blob = BinaryAttribute(null=True, legacy_encoding=False)
+    """Only on a tenant's recent-probe memory (:class:`~facegate.store.repositories.ProbeMemory`)."""
+    names = ListAttribute(of=UnicodeAttribute, null=True)
 
 
 ALL_MODELS: Final[tuple[type[Model], ...]] = (

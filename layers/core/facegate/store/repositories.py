@@ -271,9 +271,20 @@ class Galleries:
             raise GalleryNotFoundError("No such gallery.")
         return gallery
 
+    def recount_write(self, ctx: TenantContext, gallery: Gallery, live: int) -> Write:
+        """Set a gallery's count to the templates it really holds (DynamoDB's TTL deletes expired ones
+        without telling anyone), only if no enrolment or deletion changed it in between."""
+        return Write(
+            "update",
+            GalleryRecord(ctx.tenant_id, gallery.gallery_id),
+            f"recount:{gallery.gallery_id}",
+            actions=[GalleryRecord.template_count.set(live)],
+            condition=GalleryRecord.template_count == gallery.template_count,
+        )
+
     def list_all(self, ctx: TenantContext) -> list[Gallery]:
         with storage("listing galleries"):
-            return [_gallery(r) for r in GalleryRecord.query(ctx.tenant_id)]
+            return [_gallery(r) for r in GalleryRecord.query(ctx.tenant_id, consistent_read=True)]
 
 
 # --- templates -----------------------------------------------------------------------------------------
@@ -399,12 +410,18 @@ class Templates:
         record = _get_or_none(TemplateRecord, "reading a template", key, template_id)
         return None if record is None else _template(record)
 
+    def stored_in(self, ctx: TenantContext, gallery_id: str) -> list[StoredTemplate]:
+        """Every template stored in one of the caller's galleries, expired ones too (strongly consistent)."""
+        with storage("reading templates"):
+            key = f"{ctx.tenant_id}{SEP}{check_entity_id(gallery_id, 'gallery')}"
+            return [_template(r) for r in TemplateRecord.query(key, consistent_read=True)]
+
     def in_gallery(self, ctx: TenantContext, gallery_id: str, *, now: datetime | None = None) -> list[StoredTemplate]:
         """Live templates of one of the caller's galleries (DynamoDB's TTL deletes lazily: filter here)."""
         cutoff = now or _now()
         with storage("reading templates"):
             records = TemplateRecord.query(f"{ctx.tenant_id}{SEP}{check_entity_id(gallery_id, 'gallery')}")
-            return [_template(r) for r in records if r.expires_at > cutoff]
+            return [_template(r) for r in records if r.expires_at > cutoff and _owned(ctx, r, str(r.subject_id))]
 
     def of_subject(self, ctx: TenantContext, subject_id: str, *, gallery_id: str | None = None) -> list[StoredTemplate]:
         """A subject's templates in one of the caller's galleries (or in all of them), read from the
@@ -612,16 +629,177 @@ class Consents:
 class Counters:
     """Atomic per-tenant counters in fixed windows (``ADD`` is atomic in DynamoDB)."""
 
-    def hit(self, ctx: TenantContext, name: str, *, window: timedelta, now: datetime) -> int:
-        """Count one event in the current window of ``name`` and return the window's total."""
+    def hit(self, ctx: TenantContext, name: str, *, window: timedelta, now: datetime, amount: int = 1) -> int:
+        """Count ``amount`` events in the current window of ``name`` and return the window's total."""
         seconds = int(window.total_seconds())
         bucket = int(now.timestamp()) // seconds
         record = CounterRecord(ctx.tenant_id, f"{name}{SEP}{seconds}{SEP}{bucket}")
         expires = datetime.fromtimestamp((bucket + 2) * seconds, UTC)
         with storage("counting a request"):
             # UpdateItem returns the new value (ALL_NEW) and pynamodb writes it back onto `record`.
-            record.update(actions=[CounterRecord.hits.add(1), CounterRecord.expires_at.set(expires)])
+            record.update(actions=[CounterRecord.hits.add(amount), CounterRecord.expires_at.set(expires)])
         return int(record.hits)
+
+
+class Totals:
+    """A tenant's totals per use case (its galleries, its templates) in the counters table, kept in
+    the same transactions as the changes they count, so a cap holds under concurrent requests."""
+
+    GALLERIES: Final = "galleries"
+    TEMPLATES: Final = "templates"
+
+    @staticmethod
+    def _key(kind: str, use_case: str) -> str:
+        return f"total{SEP}{kind}{SEP}{use_case}"
+
+    def read(self, ctx: TenantContext, kind: str, use_case: str) -> int:
+        record = _get_or_none(CounterRecord, "reading a total", ctx.tenant_id, self._key(kind, use_case))
+        return int(record.hits) if record is not None and record.hits is not None else 0
+
+    def add_write(self, ctx: TenantContext, kind: str, use_case: str, n: int, *, cap: int | None = None) -> Write:
+        """Add ``n`` (negative to subtract); with a ``cap``, only while the total is below it."""
+        condition = None
+        if cap is not None:
+            condition = CounterRecord.hits.does_not_exist() | (CounterRecord.hits <= cap - n)
+        return Write(
+            "update",
+            CounterRecord(ctx.tenant_id, self._key(kind, use_case)),
+            f"total:{kind}:{use_case}",
+            actions=[CounterRecord.hits.add(n)],
+            condition=condition,
+        )
+
+    def set_write(self, ctx: TenantContext, kind: str, use_case: str, *, was: int, now: int) -> Write:
+        """Correct a total from ``was`` to ``now`` (a recount), only if no change came in between."""
+        key = self._key(kind, use_case)
+        condition = (
+            (CounterRecord.hits == was) if was else (CounterRecord.hits.does_not_exist() | (CounterRecord.hits == 0))
+        )
+        return Write(
+            "update",
+            CounterRecord(ctx.tenant_id, key),
+            f"total:{kind}:{use_case}",
+            actions=[CounterRecord.hits.set(now)],
+            condition=condition,
+        )
+
+
+PROBE_MEMORY_SIZE: Final = 256
+"""Recent verification probes remembered per tenant and use case (float16: 256 bytes each, 64 KiB in
+all, well inside DynamoDB's 400 KB item limit). A sweep must interleave this many other verifications
+between two attempts with the same face to slip past the near-duplicate check."""
+
+
+def _subject_number(subject: str) -> int:
+    return int(hashlib.sha256(subject.encode()).hexdigest()[:12], 16)
+
+
+class ProbeMemory:
+    """What the enumeration check remembers: which subject a probe was verified against, for a window.
+
+    Three signals, each refusing 1:1 calls that add up to 1:N: the same image (content hash) verified
+    against a second subject; a near-duplicate face (cosine at the use case's threshold: the same person
+    by the service's own rule) verified against a second subject; and the number of distinct subjects a
+    tenant verified against today. Kept in the counters table under the tenant's key, encrypted at rest,
+    expiring with the window: the remembered probe templates are biometric data and live no longer.
+    """
+
+    def claim_content(
+        self, ctx: TenantContext, use_case: str, content_sha256: str, subject_id: str, now: datetime, window: timedelta
+    ) -> bool:
+        """Remember that this image is verified against ``subject_id``; ``False`` when the same image
+        was verified against another subject within the window."""
+        record = CounterRecord(
+            ctx.tenant_id,
+            f"probe-content{SEP}{use_case}{SEP}{content_sha256}",
+            hits=_subject_number(subject_id),
+            expires_at=now + window,
+        )
+        same_or_new = (
+            CounterRecord.counter_key.does_not_exist()
+            | (CounterRecord.hits == _subject_number(subject_id))
+            | (CounterRecord.expires_at < now)
+        )
+        try:
+            with storage("remembering a probe"):
+                record.save(condition=same_or_new)
+        except ConflictError:
+            return False
+        return True
+
+    def distinct_subjects(self, ctx: TenantContext, use_case: str, subject_id: str, now: datetime) -> int:
+        """Count ``subject_id`` among the subjects verified against today; returns today's total."""
+        day = now.strftime("%Y%m%d")
+        marker = CounterRecord(
+            ctx.tenant_id,
+            f"verified{SEP}{use_case}{SEP}{day}{SEP}{check_entity_id(subject_id, 'subject')}",
+            hits=1,
+            expires_at=now + timedelta(days=2),
+        )
+        total = CounterRecord(ctx.tenant_id, f"distinct{SEP}{use_case}{SEP}{day}")
+        try:
+            with storage("counting a subject"):
+                marker.save(condition=CounterRecord.counter_key.does_not_exist())
+        except ConflictError:  # already counted today
+            record = _get_or_none(CounterRecord, "reading a count", total.tenant_id, total.counter_key)
+            return int(record.hits) if record is not None else 0
+        with storage("counting a subject"):
+            total.update(actions=[CounterRecord.hits.add(1), CounterRecord.expires_at.set(now + timedelta(days=2))])
+        return int(total.hits)
+
+    def near_duplicate(
+        self,
+        ctx: TenantContext,
+        use_case: str,
+        probe: Embedding,
+        subject_id: str,
+        *,
+        threshold: float,
+        now: datetime,
+        window: timedelta,
+        attempts: int = 5,
+    ) -> bool:
+        """``True`` when a probe verified against another subject within the window is the same face
+        (cosine ≥ ``threshold``); otherwise remember this probe and return ``False``."""
+        import numpy as np
+
+        key = f"recent-probes{SEP}{use_case}"
+        vector = probe.vector.astype("<f2")
+        for _ in range(attempts):
+            record = _get_or_none(CounterRecord, "reading recent probes", ctx.tenant_id, key)
+            version = int(record.hits) if record is not None and record.hits is not None else 0
+            names = [str(n) for n in (record.names or [])] if record is not None else []
+            blob = bytes(record.blob or b"") if record is not None else b""
+            kept: list[tuple[str, bytes]] = []
+            for i, name in enumerate(names):
+                at, _, subject = name.partition("|")
+                chunk = blob[i * 256 : (i + 1) * 256]
+                if len(chunk) == 256 and float(at) > (now - window).timestamp():
+                    kept.append((f"{at}|{subject}", chunk))
+            others = [chunk for name, chunk in kept if name.partition("|")[2] != subject_id]
+            if others:
+                matrix = np.frombuffer(b"".join(others), dtype="<f2").reshape(-1, 128).astype(np.float32)
+                if float(np.max(matrix @ probe.vector)) >= threshold:
+                    return True
+            kept = [*kept, (f"{now.timestamp():.3f}|{subject_id}", vector.tobytes())][-PROBE_MEMORY_SIZE:]
+            fresh = CounterRecord(
+                ctx.tenant_id,
+                key,
+                hits=version + 1,
+                blob=b"".join(chunk for _, chunk in kept),
+                names=[name for name, _ in kept],
+                expires_at=now + window,
+            )
+            condition = (
+                CounterRecord.counter_key.does_not_exist() if record is None else (CounterRecord.hits == version)
+            )
+            try:
+                with storage("remembering a probe"):
+                    fresh.save(condition=condition)
+            except ConflictError:
+                continue  # a concurrent verification got there first: read again
+            return False
+        raise ConflictError("the recent-probe memory kept changing under concurrent verifications; try again")
 
 
 # --- requests and results ------------------------------------------------------------------------------

@@ -4,12 +4,17 @@ Every function's own role may not read or write the tenant tables. To touch them
 ``FACEGATE_TENANT_ROLE_ARN`` with the session tag ``tenant_id=<the request's tenant>``; that role's
 policy allows DynamoDB only where ``dynamodb:LeadingKeys`` is the tag (``<tenant>`` or
 ``<tenant>#...``). So even a bug that built another tenant's key in this process would be refused by
-IAM. Without the variable (tests, the operator's tools) the process's own credentials are used.
+IAM. There is no silent fallback: without the variable a scope is refused with a validation error
+naming it, unless the process opted out explicitly (``FACEGATE_TENANT_SESSIONS=process-credentials``:
+unit tests and the vision-only CLI; refused in a deployed function or job, see
+:class:`facegate.settings.TenantSessions`).
 
-The credentials are cached per tenant until shortly before they expire, and so are the table
-connections built with them, so a warm container does not pay an ``AssumeRole`` or a new client per
-request. pynamodb's connections live on the model classes, so a scope holds a process-wide lock:
-Lambda runs one request at a time per container anyway.
+The credentials are cached per caller and tenant until shortly before they expire, and so are the
+table connections built with them, so a warm container does not pay an ``AssumeRole`` or a new client
+per request, and credentials one principal obtained are never used by another (the local cloud runs
+every function in one process). pynamodb's connections live on the model classes, so a scope holds a
+process-wide lock: Lambda runs one request at a time per container anyway, and concurrent scopes in
+one process (the local cloud, threads) take turns instead of sharing a tenant's session.
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from facegate.settings import TENANT_ROLE_VARIABLE, TenantSessions
 from facegate.store.models import ALL_MODELS
 from facegate.tenancy import check_tenant_id
 
-ROLE_VARIABLE: Final = "FACEGATE_TENANT_ROLE_ARN"
+ROLE_VARIABLE: Final = TENANT_ROLE_VARIABLE
 TAG: Final = "tenant_id"
 SESSION_SECONDS: Final = 900
 REFRESH_BEFORE: Final = timedelta(minutes=2)
@@ -42,7 +48,8 @@ class _Session:
 
 
 _lock = threading.RLock()
-_sessions: dict[str, _Session] = {}
+_sessions: dict[tuple[str, str, str], _Session] = {}
+"""(caller's access key, role, tenant) → the tenant session that caller obtained."""
 _active: list[str] = []
 
 
@@ -62,9 +69,12 @@ def _assume(role_arn: str, tenant_id: str) -> _Session:
 
 
 def _session(role_arn: str, tenant_id: str) -> _Session:
-    cached = _sessions.get(tenant_id)
+    # Lambda and the local cloud put the function's credentials in its environment; elsewhere (an
+    # instance profile) the process has one principal and the key is empty.
+    key = (os.environ.get("AWS_ACCESS_KEY_ID", ""), role_arn, tenant_id)
+    cached = _sessions.get(key)
     if cached is None or cached.expires - REFRESH_BEFORE <= datetime.now(UTC):
-        cached = _sessions[tenant_id] = _assume(role_arn, tenant_id)
+        cached = _sessions[key] = _assume(role_arn, tenant_id)
     return cached
 
 
@@ -79,12 +89,17 @@ def _use(session: _Session | None) -> None:
 
 @contextmanager
 def tenant_scope(tenant_id: str) -> Iterator[None]:
-    """Run the block with credentials that can reach only ``tenant_id``'s rows (where configured).
+    """Run the block with credentials that can reach only ``tenant_id``'s rows.
 
     Nested scopes must name the same tenant: crossing tenants inside a request is refused outright.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        ``FACEGATE_TENANT_ROLE_ARN`` is missing and the process did not opt out (see the module docstring).
     """
     check_tenant_id(tenant_id)
-    role_arn = os.environ.get(ROLE_VARIABLE)
+    role_arn = TenantSessions.from_env().role_arn
     with _lock:
         if _active and _active[-1] != tenant_id:
             raise PermissionError(f"a scope for {_active[-1]} is open: {tenant_id} cannot be entered inside it")

@@ -209,6 +209,9 @@ class Detection(_Model):
     height: int
     face_count: int = Field(ge=0)
     faces: tuple[FaceBox, ...]
+    content_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """The sha256 of the image's bytes: the face re-check refuses the same image verified against a
+    second subject (a hash, never the image)."""
 
     @model_validator(mode="after")
     def _listed(self) -> Detection:

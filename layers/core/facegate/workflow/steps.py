@@ -9,8 +9,10 @@ row, one audit entry) and deletes the image: nothing half-written, nothing silen
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     from facegate.vision.detector import YuNetDetector
     from facegate.vision.embedder import SFaceEmbedder
 
+CONTENT_HASH: Final = re.compile(r"^[0-9a-f]{64}$")
 IDEMPOTENCY_TTL_S: Final = 24 * 3600
 """A duplicated S3 event arrives within seconds to hours; a day's window covers it, and the request id
 (derived from the object version) still refuses a second result after the record expires."""
@@ -76,6 +79,10 @@ class Runtime:
 
     def read_image(self, ref: ObjectRef) -> BgrImage:
         """Fetch and safely decode one object version; the size is checked before the download."""
+        return self.read_image_and_hash(ref)[0]
+
+    def read_image_and_hash(self, ref: ObjectRef) -> tuple[BgrImage, str]:
+        """The decoded image and the sha256 of its bytes (the content hash the enumeration check uses)."""
         from facegate.vision.decode import MAX_BYTES, decode_image
 
         args = ref.s3_args()
@@ -86,7 +93,7 @@ class Runtime:
             data = self.s3.get_object(**args)["Body"].read()
         except ClientError as exc:
             raise InvalidRequestError(f"the image s3://{ref.bucket}/{ref.key} cannot be read: {_code(exc)}") from exc
-        return decode_image(data)
+        return decode_image(data), hashlib.sha256(data).hexdigest()
 
     def delete_image(self, ref: ObjectRef) -> bool:
         """Delete the object version (permanently, in a versioned bucket). ``False`` if it was gone."""
@@ -136,7 +143,10 @@ def policy_check(event: dict[str, Any], rt: Runtime, context: Any = None) -> dic
         face_count = event.get("face_count")
         if not isinstance(face_count, int) or face_count < 0:
             raise InvalidRequestError("the face re-check needs the detected face_count")
-        return _decide(rt, req, face_count=face_count, count_attempt=False).to_dict()
+        content = event.get("content_sha256")
+        if content is not None and (not isinstance(content, str) or not CONTENT_HASH.fullmatch(content)):
+            raise InvalidRequestError("content_sha256 is the image's sha256 in hex, as Detect reports it")
+        return _decide(rt, req, face_count=face_count, count_attempt=False, content_hash=content).to_dict()
     raise InvalidRequestError(f"unknown policy stage {stage!r} (request or faces)")
 
 
@@ -155,6 +165,7 @@ def _decide(rt: Runtime, req: WorkflowRequest, **facts: Any) -> Decision:
                 purpose=req.purpose,
                 case_reference=req.case_reference,
                 consent_per_subject=bulk,
+                request_id=req.request_id,
                 **facts,
             )
     except PolicyDeniedError as exc:  # already audited as request.denied by the service
@@ -240,7 +251,7 @@ def _once(
 
 def detect(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, Any]:
     req = WorkflowRequest.parse(event.get("request"))
-    image = rt.read_image(req.image)
+    image, content = rt.read_image_and_hash(req.image)
     found = detector().detect(image)
     faces = tuple(
         FaceBox(
@@ -250,9 +261,10 @@ def detect(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str,
         )
         for face in list(found)[:MAX_FACES_LISTED]
     )
-    return Detection(width=image.shape[1], height=image.shape[0], face_count=len(found), faces=faces).model_dump(
-        mode="json"
+    detection = Detection(
+        width=image.shape[1], height=image.shape[0], face_count=len(found), faces=faces, content_sha256=content
     )
+    return detection.model_dump(mode="json")
 
 
 def embed(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, Any]:
@@ -288,7 +300,14 @@ def match(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, 
     req, decision, probe = _allowed(event)
     with tenant_scope(req.tenant_id):
         result = rt.service.match(
-            req.ctx, req.gallery_id, decision, probe.to_embedding(), subject_id=req.subject_id, top_k=req.top_k
+            req.ctx,
+            req.gallery_id,
+            decision,
+            probe.to_embedding(),
+            subject_id=req.subject_id,
+            top_k=req.top_k,
+            purpose=req.purpose,
+            case_reference=req.case_reference,
         )
         row = rt.service.record_result(
             req.ctx,
@@ -417,22 +436,41 @@ def _record_failure(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     probe = req.image if req else _probe_of(raw)
     tenant = req.tenant_id if req else (tenant_of_key(probe.key) if probe else None)
     if tenant is None:
-        # No tenant can be named (the input is not one of ours): nothing to record under a tenant.
+        # No tenant can be named (an invalid tenant segment, or not one of our inputs): nothing can be
+        # recorded under a tenant, but the object is not left behind: deleted and counted.
+        deleted = rt.delete_image(probe) if probe is not None and probe.key.startswith("tenants/") else False
+        if probe is not None:
+            from facegate.observability import discarded_upload
+
+            discarded_upload(key=probe.key[:256], reason=reason["code"], deleted=deleted)
         raise InvalidRequestError(f"a failed workflow without a tenant: {reason['code']}: {reason['message']}")
     from facegate.tenancy import TenantContext
 
     ctx = req.ctx if req else TenantContext(tenant_id=tenant, actor="workflow")
     request_id = req.request_id if req else probe.request_id() if probe else "unknown"
     with tenant_scope(ctx.tenant_id):
+        status = "refused" if _is_refusal(StateError.model_validate(raw.get("error") or {"Error": "?"})) else "failed"
         rt.service.record_outcome(
             ctx,
             request_id=request_id,
             operation=req.operation if req else "recognize",
             gallery_id=req.gallery_id if req else None,
-            status="failed",
+            status=status,
             result={"reasons": [reason]},
         )
-    return {"status": "failed", "reasons": [reason], "image_deleted": rt.delete_image(probe) if probe else False}
+    return {"status": status, "reasons": [reason], "image_deleted": rt.delete_image(probe) if probe else False}
+
+
+def _is_refusal(error: StateError) -> bool:
+    """A gate's refusal raised inside a task (e.g. a sweep caught at matching time): recorded as
+    ``refused`` with its reason code, like a refusal at the policy check, not as a failure."""
+    try:
+        cause = json.loads(error.cause)
+    except (json.JSONDecodeError, TypeError):
+        cause = None
+    name = str(cause.get("errorType", error.error)) if isinstance(cause, dict) else error.error
+    cls = getattr(errors, name, None)
+    return isinstance(cls, type) and issubclass(cls, PolicyDeniedError)
 
 
 def _probe_of(raw: dict[str, Any]) -> ObjectRef | None:
