@@ -76,18 +76,26 @@ def test_a_tenant_enrols_searches_reviews_erases_and_audits_through_the_sdk(
     assert outcome["result"]["candidates"][0]["subject_id"] == subjects[0]
     assert outcome["review_state"] == "pending"
 
-    first = officer.review(outcome["request_id"], confirm=True)
-    assert first["review_state"] == "pending"  # access control: two people confirm
-    second = FacegateClient(cloud.serve_api(), cloud.issue_token(TENANT, "officer-2"))
+    with pytest.raises(FacegateApiError) as own:  # the requester never reviews their own identification
+        officer.review(outcome["request_id"], confirm=True)
+    assert own.value.status == 403
+    assert "request.self_review" in str(own.value)
+    first = FacegateClient(cloud.serve_api(), cloud.issue_token(TENANT, "officer-2"))
+    assert first.review(outcome["request_id"], confirm=True)["review_state"] == "pending"  # two people confirm
+    second = FacegateClient(cloud.serve_api(), cloud.issue_token(TENANT, "officer-3"))
     assert second.review(outcome["request_id"], confirm=True)["review_state"] == "confirmed"
 
     receipt = officer.erase_subject(subjects[1])
     assert receipt["templates_deleted"] == 1
+    assert len(receipt["template_ids"]) == 1
+    assert receipt["templates_remaining"] == 0
+    assert [r["where"] for r in receipt["remaining"]] == ["the tenant's audit log"]
     audit = officer.export_audit()
     actions = [e["action"] for e in audit["entries"]]
     assert "subject.erased" in actions
     assert "search.completed" in actions
-    assert audit["verified"]["entries_checked"] == len(audit["entries"])
+    assert audit["verified"] is True
+    assert audit["entries_checked"] == len(audit["entries"])
 
 
 def test_without_a_valid_token_nothing_is_served(cloud: LocalCloud) -> None:

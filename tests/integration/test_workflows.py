@@ -1,7 +1,8 @@
 """The workflows through the local cloud: the real template (translated offline), the real ASL files
 executed by moto's interpreter, the real handlers for every Lambda task, S3 → EventBridge → Step
 Functions delivery. One cloud per module (deployment takes a few seconds); each test uses its own
-probes and reads only its own request's rows.
+probes and reads only its own request's rows. This process is the operator: what it does for the prison
+(its gallery, consents, reading its rows) goes through the prison's tenant session.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from facegate.evaluation import johns_chip
 from facegate.localcloud.cloud import Execution, LocalCloud
 from facegate.service import FaceService
 from facegate.store.models import RequestRecord, TemplateRecord
+from facegate.store.scope import tenant_scope
 from facegate.tenancy import TenantContext
 from facegate.vision.decode import cv2
 from facegate.workflow.models import ObjectRef
@@ -63,7 +65,8 @@ def service(cloud: LocalCloud, people: dict[str, list[Path]]) -> FaceService:
         deployment="closed_facility",
         expires_at=datetime.now(UTC) + timedelta(days=30),
     )
-    service.create_gallery(PRISON, GALLERY, name="Residents", use_case="access_control")
+    with tenant_scope(PRISON.tenant_id):  # the operator acts for the prison through its tenant session
+        service.create_gallery(PRISON, GALLERY, name="Residents", use_case="access_control")
     for subject in list(people)[:3]:
         run = _enrol(cloud, service, subject, _chip(people[subject][0]))
         assert run.status == "SUCCEEDED", run
@@ -72,13 +75,14 @@ def service(cloud: LocalCloud, people: dict[str, list[Path]]) -> FaceService:
 
 
 def _enrol(cloud: LocalCloud, service: FaceService, subject: str, image: bytes) -> Execution:
-    consent = service.record_consent(
-        PRISON,
-        subject_id=subject,
-        purpose="access_control",
-        evidence=b"signed",
-        expires_at=datetime.now(UTC) + timedelta(days=30),
-    )
+    with tenant_scope(PRISON.tenant_id):
+        consent = service.record_consent(
+            PRISON,
+            subject_id=subject,
+            purpose="access_control",
+            evidence=b"signed",
+            expires_at=datetime.now(UTC) + timedelta(days=30),
+        )
     return cloud.wait_for(cloud.start_enrolment(PRISON, GALLERY, subject, consent.consent_id, image))
 
 
@@ -89,11 +93,18 @@ def _probe(cloud: LocalCloud, data: bytes, **metadata: str) -> tuple[ObjectRef, 
 
 
 def _request_row(ref: ObjectRef) -> RequestRecord:
-    return RequestRecord.get(PRISON.tenant_id, ref.request_id())
+    with tenant_scope(PRISON.tenant_id):
+        return RequestRecord.get(PRISON.tenant_id, ref.request_id())
 
 
 def _audit_actions(service: FaceService, request_id: str) -> list[str]:
-    return [e.action for e in service.audit.entries(PRISON) if e.details.get("request_id") == request_id]
+    with tenant_scope(PRISON.tenant_id):
+        return [e.action for e in service.audit.entries(PRISON) if e.details.get("request_id") == request_id]
+
+
+def _templates(gallery: str = GALLERY) -> int:
+    with tenant_scope(PRISON.tenant_id):
+        return TemplateRecord.count(f"{PRISON.tenant_id}#{gallery}")
 
 
 def test_happy_path_matches_records_review_audits_and_deletes_the_probe(
@@ -127,7 +138,8 @@ def test_happy_path_matches_records_review_audits_and_deletes_the_probe(
     assert "human_review_before_action" in row.decision["obligations"]
     assert _audit_actions(service, ref.request_id()) == ["search.completed", "probe.deleted"]
     assert not cloud.object_exists(ref)
-    assert service.audit.verify(PRISON)
+    with tenant_scope(PRISON.tenant_id):
+        assert service.audit.verify(PRISON)
 
 
 def test_verify_of_the_right_person_matches(
@@ -160,7 +172,8 @@ def test_a_crowd_photo_is_refused(cloud: LocalCloud, service: FaceService) -> No
     assert [r["code"] for r in run.output["reasons"]] == ["request.crowd_probe"]
     assert "Embed" not in run.path
     assert _request_row(ref).status == "refused"
-    assert "request.denied" in [e.action for e in service.audit.entries(PRISON)]
+    with tenant_scope(PRISON.tenant_id):
+        assert "request.denied" in [e.action for e in service.audit.entries(PRISON)]
 
 
 def test_a_policy_deny_stops_the_workflow_before_detection(
@@ -204,7 +217,8 @@ def test_a_duplicated_event_is_processed_once(
     assert first.output["status"] == "completed"
     assert second.status == "SUCCEEDED"
     assert second.path == ["PolicyCheck", "IsDuplicate", "AlreadyProcessed"]
-    rows = list(RequestRecord.query(PRISON.tenant_id, RequestRecord.request_id == ref.request_id()))
+    with tenant_scope(PRISON.tenant_id):
+        rows = list(RequestRecord.query(PRISON.tenant_id, RequestRecord.request_id == ref.request_id()))
     assert len(rows) == 1
     assert _audit_actions(service, ref.request_id()) == ["search.completed", "probe.deleted"]
 
@@ -222,7 +236,7 @@ def test_a_non_image_upload_ends_in_a_recorded_failure_with_no_partial_rows(
     if data is None:
         whole = next(iter(people.values()))[8].read_bytes()
         data = whole[: len(whole) // 2]
-    templates_before = TemplateRecord.count(f"{PRISON.tenant_id}#{GALLERY}")
+    templates_before = _templates()
     ref, run = _probe(cloud, data)
 
     assert run.status == "FAILED"
@@ -231,7 +245,7 @@ def test_a_non_image_upload_ends_in_a_recorded_failure_with_no_partial_rows(
     assert row.status == "failed"
     assert [r["code"] for r in row.result["reasons"]] == [code]
     assert _audit_actions(service, ref.request_id()) == ["request.failed"]
-    assert TemplateRecord.count(f"{PRISON.tenant_id}#{GALLERY}") == templates_before
+    assert _templates() == templates_before
     assert not cloud.object_exists(ref)
 
 
@@ -248,12 +262,12 @@ def test_unknown_probe_metadata_is_a_recorded_failure(cloud: LocalCloud, service
 
 def test_enrolment_of_a_group_photo_is_refused_and_stores_nothing(cloud: LocalCloud, service: FaceService) -> None:
     crowd = (datasets.fetch_dlib() / "examples" / "faces" / "bald_guys.jpg").read_bytes()
-    before = TemplateRecord.count(f"{PRISON.tenant_id}#{GALLERY}")
+    before = _templates()
     run = _enrol(cloud, service, "group-photo", crowd)
 
     assert run.path[-2:] == ["RecordRefusal", "Refused"]
     assert [r["code"] for r in run.output["reasons"]] == ["request.enrolment_needs_one_face"]
-    assert TemplateRecord.count(f"{PRISON.tenant_id}#{GALLERY}") == before
+    assert _templates() == before
 
 
 def test_bulk_enrolment_runs_the_batch_job_and_reports_each_subject(
@@ -262,14 +276,16 @@ def test_bulk_enrolment_runs_the_batch_job_and_reports_each_subject(
     """BulkEnrol: PolicyCheck → the Batch job (python -m facegate.batch, on this CPU) → Finish. Each
     subject passes the gate again: one without consent is refused, a non-image fails, both reported."""
     gallery = "bulk-residents"
-    service.create_gallery(PRISON, gallery, name="Bulk", use_case="access_control")
+    with tenant_scope(PRISON.tenant_id):
+        service.create_gallery(PRISON, gallery, name="Bulk", use_case="access_control")
     names = list(people)[3:5]
     lines = []
     for subject in names:
-        consent = service.record_consent(
-            PRISON, subject_id=subject, purpose="access_control", evidence=b"signed",
-            expires_at=datetime.now(UTC) + timedelta(days=30),
-        )  # fmt: skip
+        with tenant_scope(PRISON.tenant_id):
+            consent = service.record_consent(
+                PRISON, subject_id=subject, purpose="access_control", evidence=b"signed",
+                expires_at=datetime.now(UTC) + timedelta(days=30),
+            )  # fmt: skip
         key = f"tenants/{PRISON.tenant_id}/uploads/{gallery}/{subject}.png"
         cloud.put_object(key, _chip(people[subject][0]))
         lines.append({"subject_id": subject, "consent_id": consent.consent_id, "key": key})
@@ -299,13 +315,14 @@ def test_bulk_enrolment_runs_the_batch_job_and_reports_each_subject(
     by_subject = {r["subject_id"]: r for r in report["results"]}
     assert by_subject["stranger"]["codes"] == ["request.consent_missing"]
     assert by_subject["notes"]["code"] == "image.not_an_image"
-    assert TemplateRecord.count(f"{PRISON.tenant_id}#{gallery}") == 2
+    assert _templates(gallery) == 2
     assert not cloud.object_exists(manifest)
     listed = cloud.client("s3").list_objects_v2(
         Bucket=cloud.bucket, Prefix=f"tenants/{PRISON.tenant_id}/uploads/{gallery}/"
     )
     assert listed.get("KeyCount", 0) == 0
-    audit = [e for e in service.audit.entries(PRISON) if e.details.get("request_id") == "bulk-1"]
+    with tenant_scope(PRISON.tenant_id):
+        audit = [e for e in service.audit.entries(PRISON) if e.details.get("request_id") == "bulk-1"]
     assert [e.action for e in audit] == ["bulk_enrol.completed"]
     assert audit[0].details["enrolled"] == 2
 
@@ -341,3 +358,26 @@ def test_a_probe_under_an_invalid_tenant_segment_is_deleted_and_counted(cloud: L
     assert run.status == "FAILED"
     assert not cloud.object_exists(ref)
     assert observability.counts[observability.DISCARDED_UPLOAD] == before + 1
+
+
+def test_no_template_crosses_a_state_and_the_short_lived_one_goes_with_the_result(
+    cloud: LocalCloud, service: FaceService, people: dict[str, list[Path]]
+) -> None:
+    """GIVEN a search WHEN it completes THEN no state's input or output in the execution history holds a
+    template (Embed passed a reference), and the short-lived item that held it is gone with the result."""
+    subject = next(iter(people))
+    _, run = _probe(cloud, _chip(people[subject][5]), top_k="2")
+    assert run.status == "SUCCEEDED", run
+
+    history = cloud.client("stepfunctions").get_execution_history(executionArn=run.arn, maxResults=1000)["events"]
+    text = json.dumps(history, default=str)
+    assert '"embedding"' not in text
+    assert '"ref": "' in text or '\\"ref\\": \\"' in text
+    from facegate.store.models import CounterRecord
+
+    with cloud.admin():  # the test inspects the table itself: no request path queries the counters
+        left = [
+            r.counter_key
+            for r in CounterRecord.query(PRISON.tenant_id, CounterRecord.counter_key.startswith("probe-template#"))
+        ]
+    assert left == []

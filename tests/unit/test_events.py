@@ -17,11 +17,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from facegate import errors
-from facegate.embedding import EMBEDDING_DIM, MODEL_VERSION
+from facegate.embedding import MODEL_VERSION
 from facegate.policy import (
     ApprovalFacts,
     Decision,
@@ -300,12 +299,14 @@ def test_the_refusal_is_the_crowd_probe() -> None:
 
 
 @pytest.mark.parametrize("path", _with("probe"), ids=_name)
-def test_probe_templates_decode_to_a_unit_vector(path: Path) -> None:
-    for raw in _walk(_load(path), "probe"):
-        embedding = ProbeTemplate.model_validate(raw).to_embedding()
-        assert embedding.vector.shape == (EMBEDDING_DIM,)
-        assert embedding.model_version == MODEL_VERSION
-        assert np.linalg.norm(embedding.vector) == pytest.approx(1.0, abs=1e-5)
+def test_a_probe_crosses_a_state_as_a_reference_never_as_a_template(path: Path) -> None:
+    data = _load(path)
+    (req,) = _requests(data)
+    for raw in _walk(data, "probe"):
+        probe = ProbeTemplate.model_validate(raw)
+        assert probe.ref == req.request_id
+        assert probe.model_version == MODEL_VERSION
+        assert set(raw) == {"ref", "model_version"}, "no embedding in the state"
 
 
 @pytest.mark.parametrize("path", _with("detection"), ids=_name)

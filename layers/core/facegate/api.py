@@ -5,6 +5,12 @@ claims ``custom:tenant_id`` and ``sub``); no route takes a tenant from the body 
 cannot name another tenant. Images are never processed here: a probe is written to the tenant's
 ``probes/`` prefix and its S3 event starts Recognize; an enrolment photo goes to ``uploads/`` and the
 Enrol workflow is started. Results are read back by request id.
+
+``GET /audit`` answers the tenant's whole log, verified: a broken chain is a 200 with ``verified: false``
+and the fault (the tenant needs its export most then), an intact one carries its head signed by the
+audit signing key (:mod:`facegate.audit.anchor`). ``GET /audit?anchor=<token>`` also checks the log
+against an anchor the tenant kept (the token is :meth:`SignedAnchor.to_token`, base64url JSON): a query
+parameter rather than a POST route, so the same read-only route serves both and nothing is written.
 """
 
 from __future__ import annotations
@@ -15,15 +21,19 @@ import os
 import uuid
 from typing import Annotated, Any, Literal
 
+import boto3
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from facegate.audit.anchor import AnchorSigner, SignedAnchor, export_with_anchor
+from facegate.audit.chain import ChainReport
 from facegate.errors import (
     ConflictError,
     ConsentError,
     FacegateError,
     GalleryNotFoundError,
+    ImageError,
     InvalidIdentifierError,
     InvalidRequestError,
     PolicyDeniedError,
@@ -33,6 +43,7 @@ from facegate.service import FaceService
 from facegate.store.scope import tenant_scope
 from facegate.tenancy import ENTITY_ID, TENANT_ID, TenantContext
 from facegate.workflow.models import ObjectRef, WorkflowRequest
+from facegate.workflow.uploads import UploadProofs, checksum_sha256
 
 
 class ApiSettings(BaseModel):
@@ -43,6 +54,9 @@ class ApiSettings(BaseModel):
     bucket: str = Field(min_length=3)
     enrol_state_machine_arn: str = Field(pattern=r"^arn:aws[a-z-]*:states:")
     bulk_enrol_state_machine_arn: str = Field(pattern=r"^arn:aws[a-z-]*:states:")
+    audit_signing_key_id: str = Field(min_length=1)
+    upload_proof_key_id: str = Field(min_length=1)
+    """The KMS HMAC key that proves a probe's actor (:mod:`facegate.workflow.uploads`)."""
 
     @classmethod
     def from_env(cls) -> ApiSettings:
@@ -51,6 +65,8 @@ class ApiSettings(BaseModel):
                 "bucket": os.environ.get("FACEGATE_BUCKET"),
                 "enrol_state_machine_arn": os.environ.get("FACEGATE_ENROL_STATE_MACHINE_ARN"),
                 "bulk_enrol_state_machine_arn": os.environ.get("FACEGATE_BULK_ENROL_STATE_MACHINE_ARN"),
+                "audit_signing_key_id": os.environ.get("FACEGATE_AUDIT_SIGNING_KEY_ID"),
+                "upload_proof_key_id": os.environ.get("FACEGATE_UPLOAD_PROOF_KEY_ID"),
             }
         )
 
@@ -120,6 +136,7 @@ class ReviewBody(_Body):
 
 STATUS = {
     InvalidRequestError: 400,
+    ImageError: 400,
     InvalidIdentifierError: 400,
     ConsentError: 400,
     PolicyDeniedError: 403,
@@ -145,13 +162,21 @@ def _image(data_b64: str) -> bytes:
 
 
 class TenantApi:
-    """The routes, over one service, one S3 client and one Step Functions client (built at cold start)."""
+    """The routes, over one service, one S3 client and one Step Functions client (built at cold start).
 
-    def __init__(self, service: FaceService, s3: Any, sfn: Any, settings: ApiSettings) -> None:
+    ``anchors`` signs audit heads; by default a signer over ``settings.audit_signing_key_id`` with a KMS
+    client of its own (the function's role, never the tenant's session).
+    """
+
+    def __init__(
+        self, service: FaceService, s3: Any, sfn: Any, settings: ApiSettings, *, anchors: AnchorSigner | None = None
+    ) -> None:
         self.service = service
         self.s3 = s3
         self.sfn = sfn
         self.settings = settings
+        self.anchors = anchors or AnchorSigner.for_key(settings.audit_signing_key_id)
+        self.uploads = UploadProofs(boto3.client("kms"), settings.upload_proof_key_id)
         self.app = APIGatewayRestResolver()
         self._routes()
 
@@ -173,8 +198,29 @@ class TenantApi:
             # Python's json recurses once per nesting level; every request body is one flat object.
             raise InvalidRequestError("the request body is nested too deeply to be a request") from exc
 
+    def held_anchor(self, ctx: TenantContext) -> ChainReport | None:
+        """The anchor the caller kept (``?anchor=``), verified as this service's and the caller's, or ``None``."""
+        token = (self.app.current_event.query_string_parameters or {}).get("anchor")
+        if token is None:
+            return None
+        try:
+            held = self.anchors.verify(SignedAnchor.from_token(token))
+        except ValueError as exc:
+            raise InvalidRequestError(f"the anchor is refused: {exc}") from exc
+        if held.tenant_id != ctx.tenant_id:
+            raise InvalidRequestError("the anchor is refused: it is of another tenant's log")
+        return held
+
     def _put(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> ObjectRef:
-        put = self.s3.put_object(Bucket=self.settings.bucket, Key=key, Body=data, Metadata=metadata or {})
+        # With its SHA-256 checksum, which S3 keeps with the object: the upload proof covers it.
+        put = self.s3.put_object(
+            Bucket=self.settings.bucket,
+            Key=key,
+            Body=data,
+            Metadata=metadata or {},
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=checksum_sha256(data),
+        )
         return ObjectRef(bucket=self.settings.bucket, key=key, version_id=put.get("VersionId"))
 
     def _start(self, arn: str, request: WorkflowRequest) -> str:
@@ -220,7 +266,16 @@ class TenantApi:
             }
             metadata.update({k: v for k, v in optional.items() if v is not None})
             key = f"tenants/{ctx.tenant_id}/probes/{body.gallery_id}/{uuid.uuid4().hex}"
-            ref = self._put(key, _image(body.image_b64), metadata)
+            data = _image(body.image_b64)
+            # The proof that this actor, authenticated by the token, submitted these bytes at this key.
+            metadata["actor-proof"] = self.uploads.sign(
+                tenant_id=ctx.tenant_id,
+                bucket=self.settings.bucket,
+                key=key,
+                checksum=checksum_sha256(data),
+                actor=ctx.actor,
+            )
+            ref = self._put(key, data, metadata)
             # The S3 "Object Created" event starts Recognize; the request id is the object version's.
             return {"request_id": ref.request_id(), "status": "submitted"}, 202
 
@@ -269,22 +324,15 @@ class TenantApi:
 
         @app.delete("/subjects/<subject_id>")
         def erase_subject(subject_id: str) -> dict[str, Any]:
-            receipt = self.service.erase_subject(self.ctx(), subject_id)
-            return {
-                "subject_id": receipt.subject_id,
-                "templates_deleted": receipt.templates_deleted,
-                "consents_revoked": receipt.consents_revoked,
-                "audit_seq": receipt.audit_seq,
-            }
+            # The receipt: what was deleted (templates, consents), what was redacted (request rows),
+            # and what remains where (the audit log's entries naming the subject id, by design).
+            return self.service.erase_subject(self.ctx(), subject_id).to_dict()
 
         @app.get("/audit")
         def export_audit() -> dict[str, Any]:
             ctx = self.ctx()
-            report = self.service.audit.verify(ctx)
-            return {
-                "entries": self.service.audit.export(ctx),
-                "verified": {"entries_checked": report.entries_checked, "head_seq": report.head_seq},
-            }
+            export = export_with_anchor(self.service.audit, self.anchors, ctx, held=self.held_anchor(ctx))
+            return export.to_dict()
 
     def handle(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """Resolve the route inside the caller's tenant scope (only that tenant's rows are reachable)."""

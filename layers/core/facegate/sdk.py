@@ -9,7 +9,18 @@
 
 The tenant is never a parameter: it comes from the identity behind the token. Errors are
 :class:`FacegateApiError` with the service's reason code (and, for a refusal, the gate's decision).
-Standard library only, so it installs anywhere.
+
+The audit log, and why to keep its anchors::
+
+    export = client.export_audit()                     # entries, verified, head_seq, head_hash, anchor
+    keep(export["anchor"])                             # outside the service: the head, signed by its KMS key
+    ...
+    later = client.export_audit(anchor=kept)           # the service checks its log still holds that head
+    verify_export(later, kept, pinned_public_key)      # and so can you, offline
+
+Whoever can write the audit table can rewrite it consistently, hashes and head included; only an anchor
+kept from before shows it. The client is standard library only, so it installs anywhere;
+:func:`verify_export` also needs the facegate package's audit code (and ``cryptography``).
 """
 
 from __future__ import annotations
@@ -19,9 +30,14 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from facegate.audit.anchor import SignedAnchor
+    from facegate.audit.chain import ChainReport
 
 
 class FacegateApiError(Exception):
@@ -176,5 +192,66 @@ class FacegateClient:
     def erase_subject(self, subject_id: str) -> dict[str, Any]:
         return self._call("DELETE", f"/subjects/{quote(subject_id, safe='')}")
 
-    def export_audit(self) -> dict[str, Any]:
-        return self._call("GET", "/audit")
+    def export_audit(self, *, anchor: Mapping[str, Any] | str | None = None) -> dict[str, Any]:
+        """Your audit log: ``entries``; ``verified`` (``False`` with ``error``: ``kind``, ``seq``,
+        ``message`` when the chain is broken, the entries still there); ``entries_checked``, ``head_seq``,
+        ``head_hash`` and ``anchor`` (the head signed by the service's KMS key; only when verified);
+        ``public_key`` (base64 DER: pin it once, or better take it from the stack's signing key).
+
+        ``anchor``: one you kept from an earlier export (its dict or token). The service then also checks
+        that the log still holds that head unchanged; if not, ``verified`` is ``False`` (``truncated`` or
+        ``altered``). An anchor the service did not sign, or of another tenant, is a 400.
+        """
+        if anchor is None:
+            return self._call("GET", "/audit")
+        token = anchor if isinstance(anchor, str) else _anchor_token(anchor)
+        return self._call("GET", f"/audit?anchor={quote(token, safe='')}")
+
+
+def _anchor_token(anchor: Mapping[str, Any]) -> str:
+    """The token form of an anchor's dict (base64url of its canonical JSON, as the service writes it)."""
+    text = json.dumps(dict(anchor), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(text.encode()).decode("ascii").rstrip("=")
+
+
+def verify_export(
+    export: Mapping[str, Any] | list[dict[str, Any]],
+    anchor: SignedAnchor | Mapping[str, Any] | str,
+    public_key: bytes,
+) -> ChainReport:
+    """Check an export offline against an anchor you kept: no call to the service, no AWS.
+
+    The anchor's signature is checked with ``public_key`` (DER, the one you pinned), then every entry of
+    the export is re-hashed and re-linked, and the entry at the anchor's seq must carry the anchor's
+    hash: a log rewritten (hashes and head recomputed) or cut back since the anchor was signed fails.
+    Checking an export against the anchor it came with proves only that the two agree; keep anchors.
+
+    Parameters
+    ----------
+    export
+        What :meth:`FacegateClient.export_audit` returned, or just its ``entries``.
+    anchor
+        A kept anchor: its dict, its token, or a :class:`~facegate.audit.anchor.SignedAnchor`.
+    public_key
+        The signing key's public half (DER SubjectPublicKeyInfo).
+
+    Returns
+    -------
+    ChainReport
+        The export's newest entry (seq and hash) and how many entries were checked.
+
+    Raises
+    ------
+    ValueError
+        The anchor is malformed, or its signature does not verify under ``public_key``.
+    AuditChainError
+        The export is broken, or no longer holds the anchored head (``truncated``, ``altered``).
+    """
+    # Imported here, not at the top: the client above stays standard library only.
+    from facegate.audit.anchor import SignedAnchor, verify_anchor
+    from facegate.audit.chain import AuditEntry, check_chain
+
+    held = verify_anchor(SignedAnchor.parse(anchor), public_key)
+    items = export if isinstance(export, list) else export["entries"]
+    entries = [AuditEntry.from_dict(item) for item in items]
+    return check_chain(held.tenant_id, entries, head=None, head_required=False, anchor=held)

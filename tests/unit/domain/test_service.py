@@ -175,9 +175,20 @@ def test_consent_for_another_purpose_does_not_allow_enrolment(
 ) -> None:
     gallery = _prison(service)
     name = next(iter(analyses))
-    consent_id = _consent(service, PRISON, name, purpose="photo_organization")
-    with pytest.raises(PolicyDeniedError):
+    with pytest.raises(PolicyDeniedError) as unapproved:  # consent is collected only for approved use cases
+        _consent(service, PRISON, name, purpose="photo_organization")
+    assert unapproved.value.decision.codes == ["request.not_approved"]  # type: ignore[attr-defined]
+    service.approve_use_case(
+        OPERATOR,
+        "state-prison-7",
+        use_case="identity_verification",
+        deployment="closed_facility",
+        expires_at=START + timedelta(days=365),
+    )
+    consent_id = _consent(service, PRISON, name, purpose="identity_verification")
+    with pytest.raises(PolicyDeniedError) as refused:
         service.enrol(PRISON, gallery, subject_id=name, consent_id=consent_id, analysis=analyses[name][0])
+    assert refused.value.decision.codes == ["request.consent_missing"]  # type: ignore[attr-defined]
 
 
 def test_a_crowd_photo_cannot_be_enrolled_or_searched(

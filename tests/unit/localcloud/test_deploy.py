@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from facegate.localcloud.adapter import Adapter
-from facegate.localcloud.deploy import ACCOUNT, DeployError, Stack
+from facegate.localcloud.deploy import ACCOUNT, CREATORS, DeployError, Stack, _image_env, managed_policy
 
 REGION = "eu-west-2"
 TABLE_ARN = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/demo-things"
@@ -229,3 +229,37 @@ def test_depends_on_an_unknown_resource_is_named() -> None:
     stack = _stack({"A": {"Type": "AWS::SQS::Queue", "DependsOn": "Missing", "Properties": {}}})
     with pytest.raises(DeployError, match="A: DependsOn unknown resource Missing"):
         stack.order()
+
+
+# --- what a function's container holds -------------------------------------------------------------
+
+
+def test_an_image_functions_environment_is_its_final_stages_env_with_local_paths(tmp_path: Path) -> None:
+    (tmp_path / "functions").mkdir()
+    (tmp_path / "functions" / "Dockerfile").write_text(
+        "FROM base AS build\nENV BUILD_ONLY=1\n"
+        "FROM base\nARG FUNCTION\nENV FACEGATE_MODEL_DIR=/opt/models\nENV MODE fast\n",
+        encoding="utf-8",
+    )
+    stack = Stack(
+        "demo", {"Resources": {}}, root=tmp_path, region=REGION, adapter=Adapter(), image_paths={"/opt/models": "/here"}
+    )
+    body = {"Metadata": {"Dockerfile": "functions/Dockerfile", "DockerContext": "."}}
+    assert _image_env(stack, "Detect", body) == {"FACEGATE_MODEL_DIR": "/here", "MODE": "fast"}
+
+
+def test_a_function_may_not_set_what_lambdas_runtime_sets() -> None:
+    stack = _stack()
+    props = {"Environment": {"Variables": {"AWS_REGION": "eu-west-1"}}, "Role": "r"}
+    with pytest.raises(DeployError, match="Lambda reserves AWS_REGION"):
+        CREATORS["AWS::Lambda::Function"](stack, "Fn", props, {})
+
+
+def test_managed_policies_are_read_from_the_ones_aws_publishes() -> None:
+    document = managed_policy("arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole")
+    actions = {
+        a for s in document["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert actions == {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+    with pytest.raises(DeployError, match="does not know the managed policy"):
+        managed_policy("arn:aws:iam::123456789012:policy/mine")

@@ -13,9 +13,12 @@ import inspect
 import io
 import json
 import os
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -25,11 +28,17 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from facegate.localcloud import adapter as adapter_module
+from facegate.localcloud import runtime
 from facegate.localcloud.adapter import MOTO_VERSION, Adapter, LocalFunction, activate, deactivate
 from facegate.localcloud.cloud import MOTO_CONFIG
+from facegate.localcloud.deploy import Stack
+from facegate.localcloud.runtime import Container
+from facegate.localcloud.template import load_template, translate
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+ROOT = Path(__file__).resolve().parents[3]
+OPERATOR_MFA = {"SerialNumber": f"arn:aws:iam::{ACCOUNT}:mfa/operator", "TokenCode": "123456"}
 FAKE_ROLE = f"arn:aws:iam::{ACCOUNT}:role/x"  # moto does not check Step Functions' or Batch's role
 PASS_ASL = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
 BUCKET = "gaps-probes"
@@ -105,6 +114,12 @@ def test_check_moto_refuses_another_version(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(RuntimeError, match="test_moto_gaps"):
         activate(Adapter())
     assert adapter_module._active is None
+
+
+@contextmanager
+def local_admin() -> Iterator[Any]:
+    """A DynamoDB client with credentials no stack role issued (the account's administrator: not evaluated)."""
+    yield boto3.client("dynamodb", aws_access_key_id="admin", aws_secret_access_key="admin")
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -456,3 +471,345 @@ def test_adapter_holds_one_lock_for_each_dynamodb_request(local: Adapter, monkey
     deactivate()
     ddb.list_tables()
     assert held == [True, False]  # held while an adapter is active, plain moto otherwise
+
+
+# --- 1 (continued). A function runs in its own container ----------------------------------------------
+
+
+def test_adapter_lambda_runs_each_handler_in_its_own_environment_only(
+    local: Adapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside a handler os.environ is exactly the function's, nothing of the host's or another function's,
+    and boto3's default session signs with that function's credentials, even when invocations overlap."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv("HOST_ONLY_CANARY", "leaked")
+    seen: dict[str, list[tuple[dict[str, str], str]]] = {"gaps-a": [], "gaps-b": []}
+    barrier = threading.Barrier(2, timeout=5)
+
+    def handler_for(name: str) -> Callable[[dict[str, Any], Any], Any]:
+        def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            barrier.wait()  # both invocations are inside their handlers at once
+            caller = boto3.client("sts").get_caller_identity()["Arn"]
+            seen[name].append((dict(os.environ), caller))
+            return {}
+
+        return handler
+
+    for name in seen:
+        arn = _create_function(name)
+        role = f"arn:aws:iam::{ACCOUNT}:role/{name}-role"
+        creds = local.service_credentials(role, name, "lambda.amazonaws.com", REGION)
+        env = {"FUNCTION_ONLY": name, "AWS_REGION": REGION, **creds}
+        local.register_function(LocalFunction(name, arn, handler_for(name), 128, 3, Container(name, env)))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        assert list(pool.map(lambda n: _invoke(n, {}), seen)) == [(None, {}), (None, {})]
+
+    for name, [(env, caller)] in seen.items():
+        assert env == local.functions[name].container.env  # type: ignore[union-attr]
+        assert env["FUNCTION_ONLY"] == name
+        assert "HOST_ONLY_CANARY" not in env
+        assert caller == f"arn:aws:sts::{ACCOUNT}:assumed-role/{name}-role/{name}"
+    assert os.environ["HOST_ONLY_CANARY"] == "leaked"  # the host's own view is untouched
+
+
+# --- 6. STS: session tags and trust policies -------------------------------------------------------
+
+
+def _tenant_stack(adapter: Adapter, name: str = "gaps", edit: Callable[[dict[str, Any]], None] | None = None) -> Stack:
+    """The real template's tables, tenant role and operator role, translated and deployed into moto: what
+    the adapter enforces is read from there (``edit`` changes the template first)."""
+    template = translate(load_template(ROOT / "template.yaml"), region=REGION)
+    keep = {"DataKey", "TenantDataRole", "OperatorRole"} | {
+        k for k, v in template["Resources"].items() if v["Type"] == "AWS::DynamoDB::Table"
+    }
+    sub = {"Resources": {k: v for k, v in template["Resources"].items() if k in keep}}
+    if edit is not None:
+        edit(sub)
+    stack = Stack(name, sub, root=ROOT, region=REGION, adapter=adapter)
+    stack.deploy()
+    return stack
+
+
+def _session(role_arn: str, **kwargs: Any) -> dict[str, Any]:
+    creds: dict[str, Any] = boto3.client("sts").assume_role(RoleArn=role_arn, RoleSessionName="gaps-session", **kwargs)[
+        "Credentials"
+    ]
+    return creds
+
+
+def _tenant_session(stack: Stack, tenant: str) -> dict[str, Any]:
+    return _session(stack.attrs["TenantDataRole"]["Arn"], Tags=[{"Key": "tenant_id", "Value": tenant}])
+
+
+def _dynamodb(creds: dict[str, Any]) -> Any:
+    return boto3.client(
+        "dynamodb",
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
+
+
+def test_plain_moto_sts_keeps_no_session_tags_and_ignores_the_trust_policy(plain: None) -> None:
+    from moto.sts.models import sts_backends
+
+    stack = _tenant_stack(Adapter())
+    role = stack.attrs["TenantDataRole"]["Arn"]
+    # The trust policy requires a tenant_id tag (and MFA for the operators): moto grants both anyway.
+    assert _session(role)["AccessKeyId"]
+    assert _session(stack.attrs["OperatorRole"]["Arn"])["AccessKeyId"]
+    assert _session(f"arn:aws:iam::{ACCOUNT}:role/no-such-role")["AccessKeyId"]
+    tagged = _tenant_session(stack, "t-a")
+    (assumed,) = [r for r in sts_backends[ACCOUNT]["aws"].assumed_roles if r.access_key_id == tagged["AccessKeyId"]]
+    assert not any("tag" in name.lower() for name in vars(assumed))  # the session's tags are gone
+    assert _tenant_session(stack, "t-#")["AccessKeyId"]  # STS refuses '#' in a tag value; moto does not
+
+
+def test_adapter_sts_evaluates_the_trust_policy_and_keeps_the_tags(local: Adapter) -> None:
+    stack = _tenant_stack(local)
+    role = stack.attrs["TenantDataRole"]["Arn"]
+    with pytest.raises(ClientError, match="AccessDenied"):
+        _session(role)  # no tenant_id tag
+    with pytest.raises(ClientError, match="AccessDenied"):
+        _session(role, Tags=[{"Key": "tenant_id", "Value": "t-a"}, {"Key": "admin", "Value": "yes"}])
+    with pytest.raises(ClientError, match="ValidationError"):
+        _tenant_session(stack, "t-#")
+    creds = _tenant_session(stack, "t-a")
+    (record,) = local.assume_role_calls
+    assert (record.access_key, record.role_arn, dict(record.tags)) == (creds["AccessKeyId"], role, {"tenant_id": "t-a"})
+
+    operator = stack.attrs["OperatorRole"]["Arn"]
+    with pytest.raises(ClientError, match="AccessDenied"):
+        _session(operator)  # without MFA
+    assert _session(operator, **OPERATOR_MFA)["AccessKeyId"]
+
+
+def test_adapter_sts_evaluates_the_callers_own_policy(local: Adapter) -> None:
+    """A session of a stack role may assume another role only where its own policy says so: the operators
+    may open a tenant session, a tenant session may not open another one."""
+    stack = _tenant_stack(local)
+    operator = _session(stack.attrs["OperatorRole"]["Arn"], **OPERATOR_MFA)
+    tenant = _tenant_session(stack, "t-a")
+
+    def assume_as(creds: dict[str, Any], tenant_id: str) -> Any:
+        sts = boto3.client(
+            "sts",
+            aws_access_key_id=creds["AccessKeyId"],
+            aws_secret_access_key=creds["SecretAccessKey"],
+            aws_session_token=creds["SessionToken"],
+        )
+        role = stack.attrs["TenantDataRole"]["Arn"]
+        return sts.assume_role(RoleArn=role, RoleSessionName="x-y", Tags=[{"Key": "tenant_id", "Value": tenant_id}])
+
+    assert assume_as(operator, "t-b")["Credentials"]["AccessKeyId"]
+    with pytest.raises(ClientError, match="no identity-based policy"):
+        assume_as(tenant, "t-b")
+
+
+# --- 7. IAM for DynamoDB: the tenant role's own policy, LeadingKeys enforced -----------------------
+
+
+def _item(**values: str) -> dict[str, Any]:
+    return {k: {"N": v} if k == "seq" else {"S": v} for k, v in values.items()}
+
+
+def _denied(call: Callable[[], Any]) -> str:
+    with pytest.raises(ClientError) as refused:
+        call()
+    assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+    return str(refused.value.response["Error"]["Message"])
+
+
+def test_plain_moto_lets_a_tenant_session_reach_any_tenants_rows(plain: None) -> None:
+    stack = _tenant_stack(Adapter())
+    ddb = _dynamodb(_tenant_session(stack, "t-a"))
+    galleries, audit, tenants = (f"{stack.name}-{t}" for t in ("galleries", "audit", "tenants"))
+    ddb.put_item(TableName=galleries, Item=_item(tenant_id="t-b", gallery_id="g"))  # another tenant's key
+    assert ddb.get_item(TableName=galleries, Key=_item(tenant_id="t-b", gallery_id="g"))["Item"]
+    ddb.put_item(TableName=audit, Item=_item(tenant_id="t-a", seq="1"))
+    ddb.update_item(
+        TableName=audit,
+        Key=_item(tenant_id="t-a", seq="1"),
+        UpdateExpression="SET actor = :a",
+        ExpressionAttributeValues={":a": {"S": "rewritten"}},
+    )
+    ddb.delete_item(TableName=audit, Key=_item(tenant_id="t-a", seq="1"))
+    ddb.put_item(TableName=tenants, Item=_item(tenant_id="t-a", status="active"))
+    assert ddb.scan(TableName=galleries)["Count"] == 1
+
+
+def test_adapter_confines_a_tenant_session_to_its_own_partition(local: Adapter) -> None:
+    stack = _tenant_stack(local)
+    ddb = _dynamodb(_tenant_session(stack, "t-a"))
+    galleries = f"{stack.name}-galleries"
+    ddb.put_item(TableName=galleries, Item=_item(tenant_id="t-a", gallery_id="g"))
+    assert ddb.get_item(TableName=galleries, Key=_item(tenant_id="t-a", gallery_id="g"))["Item"]
+    message = _denied(lambda: ddb.get_item(TableName=galleries, Key=_item(tenant_id="t-b", gallery_id="g")))
+    assert "dynamodb:GetItem" in message
+    assert f"table/{galleries}" in message
+    assert "assumed-role/gaps-TenantDataRole/" in message
+    _denied(lambda: ddb.put_item(TableName=galleries, Item=_item(tenant_id="t-b", gallery_id="g")))
+    _denied(lambda: ddb.put_item(TableName=galleries, Item=_item(tenant_id="t-ab", gallery_id="g")))
+    _denied(
+        lambda: ddb.query(
+            TableName=galleries,
+            KeyConditionExpression="#t = :t",
+            ExpressionAttributeNames={"#t": "tenant_id"},
+            ExpressionAttributeValues={":t": {"S": "t-b"}},
+        )
+    )
+    _denied(lambda: ddb.scan(TableName=galleries))  # never granted (ForAllValues holds with no key at all)
+    templates = f"{stack.name}-templates"
+    _denied(lambda: ddb.put_item(TableName=templates, Item=_item(tenant_gallery="t-b#g", template_id="s#1")))
+    ddb.put_item(TableName=templates, Item=_item(tenant_gallery="t-a#g", template_id="s#1", tenant_subject="t-a#s"))
+    denied = [c for c in local.dynamodb_calls if not c.allowed]
+    assert [c.operation for c in denied] == ["GetItem", "PutItem", "PutItem", "Query", "Scan", "PutItem"]
+    assert all(c.session is not None and c.session.tags == {"tenant_id": "t-a"} for c in denied)
+
+
+def test_adapter_keeps_the_registry_read_only_and_the_audit_append_only(local: Adapter) -> None:
+    stack = _tenant_stack(local)
+    ddb = _dynamodb(_tenant_session(stack, "t-a"))
+    tenants, audit = f"{stack.name}-tenants", f"{stack.name}-audit"
+    ddb.get_item(TableName=tenants, Key=_item(tenant_id="t-a"))
+    _denied(lambda: ddb.put_item(TableName=tenants, Item=_item(tenant_id="t-a", status="active")))
+    _denied(
+        lambda: ddb.update_item(
+            TableName=tenants,
+            Key=_item(tenant_id="t-a"),
+            UpdateExpression="SET #s = :s",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":s": {"S": "active"}},
+        )
+    )
+    _denied(lambda: ddb.delete_item(TableName=tenants, Key=_item(tenant_id="t-a")))
+    ddb.put_item(
+        TableName=audit,
+        Item=_item(tenant_id="t-a", seq="1", actor="a"),
+        ConditionExpression="attribute_not_exists(seq)",
+    )
+    _denied(
+        lambda: ddb.update_item(
+            TableName=audit,
+            Key=_item(tenant_id="t-a", seq="1"),
+            UpdateExpression="SET actor = :a",
+            ExpressionAttributeValues={":a": {"S": "rewritten"}},
+        )
+    )
+    _denied(lambda: ddb.delete_item(TableName=audit, Key=_item(tenant_id="t-a", seq="1")))
+    _denied(
+        lambda: ddb.batch_write_item(
+            RequestItems={audit: [{"DeleteRequest": {"Key": _item(tenant_id="t-a", seq="1")}}]}
+        )
+    )
+
+
+def test_adapter_authorizes_every_item_of_a_transaction(local: Adapter) -> None:
+    stack = _tenant_stack(local)
+    ddb = _dynamodb(_tenant_session(stack, "t-a"))
+    galleries, audit = f"{stack.name}-galleries", f"{stack.name}-audit"
+    own = [
+        {"Put": {"TableName": audit, "Item": _item(tenant_id="t-a", seq="1")}},
+        {"Put": {"TableName": galleries, "Item": _item(tenant_id="t-a", gallery_id="g")}},
+    ]
+    ddb.transact_write_items(TransactItems=own)
+    foreign = {"Put": {"TableName": galleries, "Item": _item(tenant_id="t-b", gallery_id="g")}}
+    next_entry = {"Put": {"TableName": audit, "Item": _item(tenant_id="t-a", seq="2")}}
+    message = _denied(lambda: ddb.transact_write_items(TransactItems=[next_entry, foreign]))
+    assert "dynamodb:PutItem" in message
+    rewrite = {
+        "Update": {
+            "TableName": audit,
+            "Key": _item(tenant_id="t-a", seq="1"),
+            "UpdateExpression": "SET actor = :a",
+            "ExpressionAttributeValues": {":a": {"S": "x"}},
+        }
+    }
+    assert "dynamodb:UpdateItem" in _denied(lambda: ddb.transact_write_items(TransactItems=[next_entry, rewrite]))
+    with local_admin() as admin:  # nothing of the refused transactions was written
+        assert admin.get_item(TableName=audit, Key=_item(tenant_id="t-a", seq="2")).get("Item") is None
+        assert admin.get_item(TableName=galleries, Key=_item(tenant_id="t-b", gallery_id="g")).get("Item") is None
+    (refused_call, rewrite_call) = [c for c in local.dynamodb_calls if not c.allowed]
+    assert [c.action for c in refused_call.checks] == ["dynamodb:PutItem", "dynamodb:PutItem"]
+    assert refused_call.leading_keys == {"t-a", "t-b"}
+    assert [c.action for c in rewrite_call.checks] == ["dynamodb:PutItem", "dynamodb:UpdateItem"]
+
+
+def test_adapter_confines_index_queries_but_not_index_attributes_of_writes(local: Adapter) -> None:
+    """IAM reads LeadingKeys from the request's key: for an index Query the index's partition key, so a
+    query for another tenant's subject is refused. A written item's index attribute is no key, so an item
+    in the caller's own partition may name another tenant's subject (IAM allows it, as in AWS); that
+    tenant's index query then finds it, which is why the store filters what index reads return."""
+    stack = _tenant_stack(local)
+    templates = f"{stack.name}-templates"
+    a, b = _dynamodb(_tenant_session(stack, "t-a")), _dynamodb(_tenant_session(stack, "t-b"))
+
+    def by_subject(ddb: Any, key: str) -> Any:
+        return ddb.query(
+            TableName=templates,
+            IndexName="by_subject",
+            KeyConditionExpression="#s = :s",
+            ExpressionAttributeNames={"#s": "tenant_subject"},
+            ExpressionAttributeValues={":s": {"S": key}},
+        )
+
+    a.put_item(TableName=templates, Item=_item(tenant_gallery="t-a#g", template_id="s#1", tenant_subject="t-b#s"))
+    assert by_subject(a, "t-a#s")["Count"] == 0
+    assert "index/by_subject" in _denied(lambda: by_subject(a, "t-b#s"))
+    assert by_subject(b, "t-b#s")["Count"] == 1  # A's item, in B's index partition
+
+
+def test_adapter_gives_the_operators_the_registry_and_audit_appends_only(local: Adapter) -> None:
+    stack = _tenant_stack(local)
+    ddb = _dynamodb(_session(stack.attrs["OperatorRole"]["Arn"], **OPERATOR_MFA))
+    tenants, audit, galleries = (f"{stack.name}-{t}" for t in ("tenants", "audit", "galleries"))
+    ddb.put_item(TableName=tenants, Item=_item(tenant_id="t-a", status="active"))
+    ddb.transact_write_items(
+        TransactItems=[
+            {"Put": {"TableName": audit, "Item": _item(tenant_id="t-b", seq="1")}},
+            {
+                "Update": {
+                    "TableName": tenants,
+                    "Key": _item(tenant_id="t-a"),
+                    "UpdateExpression": "SET #s = :s",
+                    "ExpressionAttributeNames": {"#s": "status"},
+                    "ExpressionAttributeValues": {":s": {"S": "suspended"}},
+                }
+            },
+        ]
+    )
+    _denied(lambda: ddb.delete_item(TableName=audit, Key=_item(tenant_id="t-b", seq="1")))
+    _denied(lambda: ddb.get_item(TableName=galleries, Key=_item(tenant_id="t-a", gallery_id="g")))
+
+
+def test_adapter_enforces_what_the_template_says_not_a_restatement(local: Adapter) -> None:
+    """The same check against a template whose tenant role may also update audit entries: allowed."""
+
+    def audit_updatable(template: dict[str, Any]) -> None:
+        policy = template["Resources"]["TenantDataRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+        (statement,) = [s for s in policy["Statement"] if s.get("Sid") == "AuditAppendOnly"]
+        statement["Action"] = [*statement["Action"], "dynamodb:UpdateItem"]
+
+    stack = _tenant_stack(local, "edited", edit=audit_updatable)
+    ddb = _dynamodb(_tenant_session(stack, "t-a"))
+    ddb.update_item(
+        TableName=f"{stack.name}-audit",
+        Key=_item(tenant_id="t-a", seq="1"),
+        UpdateExpression="SET actor = :a",
+        ExpressionAttributeValues={":a": {"S": "rewritten"}},
+    )
+
+
+def test_adapter_refuses_credentials_a_container_does_not_hold(local: Adapter) -> None:
+    """Inside a function only its own credentials (and the sessions it assumed) sign: a connection
+    another container (or the host) made cannot be borrowed, as separate Lambda processes could not."""
+    stack = _tenant_stack(local)
+    borrowed = _dynamodb(_tenant_session(stack, "t-a"))  # the host's session
+    creds = local.service_credentials(stack.attrs["OperatorRole"]["Arn"], "fn", "lambda.amazonaws.com", REGION)
+    with runtime.inside(Container("gaps-fn", {"AWS_REGION": REGION, **creds})):
+        message = _denied(
+            lambda: borrowed.get_item(TableName=f"{stack.name}-galleries", Key=_item(tenant_id="t-a", gallery_id="g"))
+        )
+    assert "gaps-fn holds no credentials" in message

@@ -316,11 +316,18 @@ def _dynamodb_tables_granted(translated: dict[str, Any], where_prefix: str) -> l
     ]
 
 
+OPERATOR_TABLES = {"TenantsTable", "AuditTable"}
+"""What the operator's own role reaches: the registry it writes and the audit log it appends approvals to."""
+
+
 def test_only_the_tenant_role_reaches_the_tenant_tables(translated: dict[str, Any]) -> None:
     """Every function's own role reaches at most the idempotency table; the tenant tables are reached
-    only through TenantDataRole, i.e. through a session tagged with the request's tenant."""
+    only through TenantDataRole, i.e. through a session tagged with the request's tenant (and the
+    operators' role reaches the registry and the audit log, never a tenant's data)."""
     for where, table, _ in _dynamodb_tables_granted(translated, ""):
-        if not where.startswith("TenantDataRole/"):
+        if where.startswith("OperatorRole/"):
+            assert table in OPERATOR_TABLES, f"{where} grants {table} to the operators"
+        elif not where.startswith("TenantDataRole/"):
             assert table == "IdempotencyTable", f"{where} grants {table} outside the tenant-scoped session"
 
 
@@ -339,10 +346,113 @@ def test_the_tenant_role_is_confined_to_rows_led_by_its_session_tag(translated: 
     assert trust["Condition"]["StringLike"] == {"aws:RequestTag/tenant_id": "?*"}
 
 
+def _grants(translated: dict[str, Any], role: str) -> dict[str, set[str]]:
+    """The DynamoDB actions one role may take, per table (``Table`` or ``Table/index/name``)."""
+    tables = set(_of_type(translated, "AWS::DynamoDB::Table"))
+    out: dict[str, set[str]] = {}
+    for where, statement in _allow_statements(translated):
+        if not where.startswith(f"{role}/"):
+            continue
+        actions = {a for a in _as_list(statement["Action"]) if a.startswith("dynamodb:")}
+        for resource in _as_list(statement["Resource"]) if actions else []:
+            table = _resource_table(resource, tables)
+            assert table, f"{where}: {resource}"
+            sub = resource.get("Fn::Sub", "") if isinstance(resource, dict) else ""
+            index = re.search(r"/index/([\w.-]+)$", sub) if isinstance(sub, str) else None
+            out.setdefault(f"{table}/index/{index.group(1)}" if index else table, set()).update(actions)
+    return out
+
+
+# What the repositories (store/repositories.py), the audit log (audit/log.py) and store/writes.py send
+# for a tenant. Writes go through TransactWriteItems, which IAM authorizes item by item as PutItem,
+# UpdateItem, DeleteItem or ConditionCheckItem; there is no batch write on the request path.
+TENANT_GRANTS = {
+    # The caller's own registry row, read by the gate; only operators write the registry.
+    "TenantsTable": {"dynamodb:GetItem"},
+    # find/get (GetItem), list_all and of_subject (Query), create (Put), the template count (Update).
+    "GalleriesTable": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+    # get (GetItem), in_gallery/of_subject (Query), enrol (conditional Put), erasure (Delete).
+    "TemplatesTable": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"},
+    # indexed_of_subject: erasure's cross-check on the by_subject index.
+    "TemplatesTable/index/by_subject": {"dynamodb:Query"},
+    # record (Put), get (GetItem), of_subject (Query), revoke (Update), the enrolment's consent check.
+    "ConsentsTable": {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:ConditionCheckItem",
+    },
+    # put (conditional Put), get (GetItem), naming (Query), review and redaction (Update).
+    "RequestsTable": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+    # Append-only: the head read (GetItem), entries (Query), the entry and the head (conditional Put).
+    "AuditTable": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem"},
+    # Rate counters and totals (UpdateItem ADD), the audit's "once" markers and the enumeration check's
+    # memory (conditional Put, GetItem), probe templates between Embed and Match (Put, GetItem, and
+    # DeleteItem in the result's transaction).
+    "CountersTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
+}
+
+
+def test_tenant_sessions_get_per_table_only_the_actions_the_repositories_use(translated: dict[str, Any]) -> None:
+    assert _grants(translated, "TenantDataRole") == TENANT_GRANTS
+
+
+def test_the_registry_is_read_only_to_tenant_sessions(translated: dict[str, Any]) -> None:
+    assert _grants(translated, "TenantDataRole")["TenantsTable"] == {"dynamodb:GetItem"}
+
+
+def test_no_role_may_rewrite_or_delete_audit_entries(translated: dict[str, Any]) -> None:
+    """Append-only: no role of the stack (request path or operator) may update, delete or batch-write the
+    audit table; a conditional Put inside the append's transaction is the only write."""
+    roles = {where.split("/", 1)[0] for where, _ in _allow_statements(translated)}
+    for role in roles:
+        actions = _grants(translated, role).get("AuditTable", set())
+        assert not actions & {"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}, role
+        assert not any("*" in a for a in actions), role
+
+
+def test_the_operators_have_their_own_role(translated: dict[str, Any]) -> None:
+    """Operators write the registry and append the audit entry that records an approval (one transaction
+    with the registry update, in the tenant's audit partition); to act for a tenant they open a tenant
+    session like any request. Only principals of this account that signed in with MFA may assume it."""
+    role = translated["Resources"]["OperatorRole"]["Properties"]
+    assert _grants(translated, "OperatorRole") == {
+        "TenantsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        "AuditTable": {"dynamodb:GetItem", "dynamodb:PutItem"},
+    }
+    statements = [s for p in role["Policies"] for s in _as_list(p["PolicyDocument"]["Statement"])]
+    sts = [s for s in statements if any(a.startswith("sts:") for a in _as_list(s["Action"]))]
+    assert [(set(s["Action"]), s["Resource"]) for s in sts] == [
+        ({"sts:AssumeRole", "sts:TagSession"}, {"Fn::GetAtt": ["TenantDataRole", "Arn"]})
+    ]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+    assert _as_list(trust["Action"]) == ["sts:AssumeRole"]
+    assert trust["Condition"] == {"Bool": {"aws:MultiFactorAuthPresent": "true"}}
+    outputs = translated["Outputs"]
+    assert outputs["OperatorRoleArn"]["Value"] == {"Fn::GetAtt": ["OperatorRole", "Arn"]}
+
+
+def test_no_deployed_code_opts_out_of_tenant_sessions(translated: dict[str, Any]) -> None:
+    """Every function and the bulk job name the tenant role; none sets the opt-out that lets a tenant
+    scope use the process's own credentials (that is for unit tests and the vision-only CLI)."""
+    for logical, props in _of_type(translated, "AWS::Lambda::Function").items():
+        variables = props.get("Environment", {}).get("Variables", {})
+        assert variables.get("FACEGATE_TENANT_ROLE_ARN") == {"Fn::GetAtt": ["TenantDataRole", "Arn"]}, logical
+        assert "FACEGATE_TENANT_SESSIONS" not in variables, logical
+    for logical, props in _of_type(translated, "AWS::Batch::JobDefinition").items():
+        env = {e["Name"]: e["Value"] for e in props["ContainerProperties"]["Environment"]}
+        assert env.get("FACEGATE_TENANT_ROLE_ARN") == {"Fn::GetAtt": ["TenantDataRole", "Arn"]}, logical
+        assert "FACEGATE_TENANT_SESSIONS" not in env, logical
+
+
 def test_every_function_that_touches_tenant_rows_can_open_a_tenant_session(source: dict[str, Any]) -> None:
     env = source["Globals"]["Function"]["Environment"]["Variables"]
     assert env["FACEGATE_TENANT_ROLE_ARN"] == {"Fn::GetAtt": ["TenantDataRole", "Arn"]}
-    for name in ("PolicyCheckFunction", "MatchFunction", "StoreTemplateFunction", "FinishFunction", "ApiFunction"):
+    # Embed keeps the probe's template under the tenant's key (out of the execution's state) until Match.
+    touching = ("PolicyCheckFunction", "EmbedFunction", "MatchFunction", "StoreTemplateFunction", "FinishFunction")
+    for name in (*touching, "ApiFunction"):
         statements = [st for p in source["Resources"][name]["Properties"]["Policies"] for st in p["Statement"]]
         assert any(
             st.get("Resource") == {"Fn::GetAtt": ["TenantDataRole", "Arn"]}

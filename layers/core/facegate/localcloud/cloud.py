@@ -13,12 +13,14 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from facegate.localcloud.adapter import Adapter, activate, deactivate
-from facegate.localcloud.deploy import Stack
+from facegate.localcloud.deploy import ACCOUNT, Stack
 from facegate.localcloud.template import load_template, translate
 from facegate.tenancy import TenantContext
 from facegate.workflow.models import ObjectRef, WorkflowRequest
@@ -29,23 +31,23 @@ MOTO_CONFIG: Final = {
     "batch": {"use_docker": False},
     "stepfunctions": {"execute_state_machine": True},
 }
-# What a Lambda function's environment holds in AWS and the local cloud must supply itself.
-LOCAL_FUNCTION_ENV: Final = {
-    "AWS_REGION": REGION,
-    "AWS_DEFAULT_REGION": REGION,
+LOCAL_STAND_INS: Final = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_METRICS_DISABLED": "true",
 }
+"""The only variables a function sees here that neither its template nor Lambda's runtime sets: there
+is no X-Ray daemon to trace to and no CloudWatch to receive the metrics' log lines."""
+ADMIN_CREDENTIALS: Final = ("local-admin", "local-admin")
+"""The account's administrator (the deployer; an intruder in tests): its requests are not evaluated."""
+OPERATOR_MFA: Final = (f"arn:aws:iam::{ACCOUNT}:mfa/local-operator", "000000")
 _ENDPOINT_VARIABLES: Final = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_S3")
 
 
 def _run_batch_job(argv: list[str], environment: dict[str, str]) -> int:
-    """The bulk job's real entrypoint, on this machine's CPU, under the job definition's environment."""
+    """The bulk job's real entrypoint, on this machine's CPU (the adapter runs it in the job's container)."""
     from facegate.batch import main
-    from facegate.localcloud.deploy import function_environment
 
-    with function_environment(environment):
-        return main(argv)
+    return main(argv)
 
 
 def repo_root() -> Path:
@@ -68,7 +70,18 @@ class Execution:
 
 
 class LocalCloud:
-    def __init__(self, *, root: Path | None = None, stack_name: str = "facegate", log_level: str = "WARNING") -> None:
+    """The stack deployed into moto, and this process as the account's operator.
+
+    After :meth:`start` this process signs as an ``OperatorRole`` session (assumed with MFA, as its trust
+    policy requires): registry writes and audited approvals run as the operators' role, with what that
+    role may do and nothing more. What this process does for one tenant goes through
+    :func:`facegate.store.scope.tenant_scope` (``FACEGATE_TENANT_ROLE_ARN`` is set to the stack's
+    ``TenantDataRole``), as an operator's tool would; :meth:`admin` signs as the account's administrator,
+    whose requests are not evaluated (to inspect or tamper with tables in tests). ``log_level`` overrides
+    the template's ``POWERTOOLS_LOG_LEVEL`` in every function (``None``: the template's).
+    """
+
+    def __init__(self, *, root: Path | None = None, stack_name: str = "facegate", log_level: str | None = None) -> None:
         self.root = root or repo_root()
         self.stack_name = stack_name
         self.log_level = log_level
@@ -78,6 +91,7 @@ class LocalCloud:
         self.stack: Stack | None = None
         self.outputs: dict[str, Any] = {}
         self.api: Any = None
+        self.operator_arn: str | None = None
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -89,8 +103,10 @@ class LocalCloud:
         self.stop()
 
     def start(self) -> None:
+        import boto3
         from moto import mock_aws
 
+        from facegate.models import default_model_dir
         from facegate.settings import Settings
         from facegate.store.models import configure
 
@@ -99,14 +115,9 @@ class LocalCloud:
             os.environ.pop(name, None)
         os.environ.update(
             {
-                "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",
-                "AWS_SESSION_TOKEN": "local",
                 "AWS_DEFAULT_REGION": REGION,
                 "AWS_REGION": REGION,
                 "FACEGATE_TABLE_PREFIX": self.stack_name,
-                "POWERTOOLS_TRACE_DISABLED": "true",
-                "POWERTOOLS_METRICS_DISABLED": "true",
             }
         )
         self._mock = mock_aws(config=MOTO_CONFIG)  # type: ignore[call-overload]
@@ -114,6 +125,7 @@ class LocalCloud:
         activate(self.adapter)
         template = translate(load_template(self.root / "template.yaml"), region=REGION)
         self.adapter.batch_entrypoints["python -m facegate.batch"] = _run_batch_job
+        key, secret = ADMIN_CREDENTIALS
         self.stack = Stack(
             self.stack_name,
             template,
@@ -121,11 +133,47 @@ class LocalCloud:
             region=REGION,
             adapter=self.adapter,
             parameters=self._account_network(),
-            local_env={**LOCAL_FUNCTION_ENV, "POWERTOOLS_LOG_LEVEL": self.log_level},
+            local_env={**LOCAL_STAND_INS, **({"POWERTOOLS_LOG_LEVEL": self.log_level} if self.log_level else {})},
+            image_paths={"/opt/models": str(default_model_dir())},  # functions/Dockerfile builds them there
+            session=boto3.session.Session(aws_access_key_id=key, aws_secret_access_key=secret, region_name=REGION),
         )
         self.stack.deploy()
         self.outputs = self.stack.outputs()
+        self._become_the_operator()
         configure(Settings.from_env())  # this process (operator tools, the demo) uses the same tables
+
+    def _become_the_operator(self) -> None:
+        """Sign this process's requests as an OperatorRole session, and name the tenant role for its scopes."""
+        import boto3
+
+        serial, code = OPERATOR_MFA
+        assumed = self.client("sts").assume_role(
+            RoleArn=self.outputs["OperatorRoleArn"],
+            RoleSessionName="local-operator",
+            SerialNumber=serial,
+            TokenCode=code,
+        )
+        creds = assumed["Credentials"]
+        os.environ.update(
+            {
+                "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
+                "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+                "AWS_SESSION_TOKEN": creds["SessionToken"],
+                "FACEGATE_TENANT_ROLE_ARN": self.outputs["TenantDataRoleArn"],
+            }
+        )
+        boto3.DEFAULT_SESSION = None  # botocore caches credentials on a session: start one as the operator
+        self.operator_arn = str(assumed["AssumedRoleUser"]["Arn"])
+
+    @contextmanager
+    def admin(self) -> Iterator[None]:
+        """This process's table requests signed as the account's administrator (never evaluated): for
+        tests that inspect tables or play an intruder with write access to them."""
+        from facegate.store.scope import signed_with
+
+        key, secret = ADMIN_CREDENTIALS
+        with signed_with(key, secret):
+            yield
 
     def _account_network(self) -> dict[str, str]:
         """What a deployer brings to ``sam deploy``: a subnet and a security group for the GPU instances,

@@ -1,5 +1,9 @@
 """The cloud demo (``facegate local demo``, ``make demo``): the whole service on the local cloud.
 
+This process is the operator (``LocalCloud`` signs it as an ``OperatorRole`` session): it registers
+and approves tenants in its own right, and does what a tenant would (a gallery, consents, reading the
+audit trail) inside that tenant's scope, i.e. through a ``TenantDataRole`` session tagged with it.
+
 An operator approves a prison for access control and refuses a city's camera network; the prison
 enrols a consented gallery (the Enrol workflow, from dlib's public-domain "johns"); a checkpoint photo
 is uploaded to S3 and the Recognize workflow decides, matches and audits it. Then the refusals: a crowd
@@ -16,6 +20,7 @@ from facegate import datasets
 from facegate.errors import PolicyDeniedError
 from facegate.localcloud.cloud import Execution, LocalCloud
 from facegate.service import FaceService
+from facegate.store.scope import tenant_scope
 from facegate.tenancy import TenantContext
 from facegate.workflow.models import ObjectRef
 
@@ -106,8 +111,11 @@ class Demo:
             self.say("   REFUSED   capital-city: identification over a city camera network")
             for reason in exc.decision.reasons:  # type: ignore[attr-defined]
                 self.say(f"             - {reason.code}: {reason.message}")
-        self.service.create_gallery(PRISON, GALLERY, name="Staff and residents", use_case="access_control")
-        self.service.create_gallery(OTHER, "lab-staff", name="Lab staff", use_case="access_control")
+        # The operator acts for each tenant through that tenant's session, as any request does.
+        with tenant_scope(PRISON.tenant_id):
+            self.service.create_gallery(PRISON, GALLERY, name="Staff and residents", use_case="access_control")
+        with tenant_scope(OTHER.tenant_id):
+            self.service.create_gallery(OTHER, "lab-staff", name="Lab staff", use_case="access_control")
         self.service.registry.set_quota(PRISON.tenant_id, "access_control", "search", per_minute=5, per_day=2000)
         return list(granted.obligations), refused
 
@@ -116,13 +124,14 @@ class Demo:
         self.say(f"\n2. {PRISON.tenant_id} enrols {len(people)} consenting people through the Enrol workflow.")
         runs: list[tuple[str, str]] = []
         for subject, paths in people.items():
-            consent = self.service.record_consent(
-                PRISON,
-                subject_id=subject,
-                purpose="access_control",
-                evidence=f"signed release of {subject}".encode(),
-                expires_at=datetime.now(UTC) + timedelta(days=365),
-            )
+            with tenant_scope(PRISON.tenant_id):
+                consent = self.service.record_consent(
+                    PRISON,
+                    subject_id=subject,
+                    purpose="access_control",
+                    evidence=f"signed release of {subject}".encode(),
+                    expires_at=datetime.now(UTC) + timedelta(days=365),
+                )
             arn = self.cloud.start_enrolment(PRISON, GALLERY, subject, consent.consent_id, _png(paths[0]))
             runs.append((subject, arn))
         enrolled = 0
@@ -208,8 +217,9 @@ class Demo:
         return {"allowed": allowed, "refused": len(refused), "codes": codes}
 
     def _audit(self) -> None:
-        entries = self.service.audit.entries(PRISON)
-        report = self.service.audit.verify(PRISON)
+        with tenant_scope(PRISON.tenant_id):
+            entries = self.service.audit.entries(PRISON)
+            report = self.service.audit.verify(PRISON)
         self.say(
             f"\n{self._n()}. The prison's audit trail: {len(entries)} entries, hash-chained, "
             f"verified up to seq {report.head_seq}:"
@@ -228,7 +238,7 @@ class Demo:
 
 
 def run_cloud_demo() -> int:
-    with LocalCloud() as cloud:
+    with LocalCloud(log_level="WARNING") as cloud:  # the functions' INFO lines would drown the story
         summary = Demo(cloud).run()
     ok = (
         summary["enrolled"] == 5

@@ -4,19 +4,24 @@ moto's own CloudFormation does not do for this template what AWS does (state mac
 non-executing backend and ignore ``DefinitionSubstitutions``, the bucket's EventBridge configuration
 is dropped), so the stack is created here through the services' APIs, in dependency order, with the
 intrinsic functions resolved. A resource type this deployer does not know is an error, never skipped.
+
+Each role is registered with the adapter as deployed (its inline policies and the AWS managed policies
+it names, its trust policy): that is what the local cloud's IAM evaluates. Each function gets a
+container (:mod:`facegate.localcloud.runtime`) holding exactly what Lambda would give it: the variables
+of its translated ``Environment`` (an image function's image ``ENV`` under them), then what Lambda's
+runtime sets (:data:`LAMBDA_RUNTIME_VARIABLES`: the region, the execution role's credentials, the
+function's name, ...), then the local cloud's declared stand-ins for services it does not have.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import sys
-import threading
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from functools import cache
 from io import BytesIO
 from pathlib import Path
 from types import ModuleType
@@ -24,12 +29,29 @@ from typing import Any, Final
 
 import boto3
 
-from facegate.localcloud.adapter import Adapter, LocalFunction, camel_keys
+from facegate.localcloud.adapter import Adapter, LocalFunction, RoleDefinition, camel_keys
+from facegate.localcloud.runtime import Container, environment_of, inside
 
 ACCOUNT: Final = "123456789012"
 NO_VALUE: Final = object()
 _SUB: Final = re.compile(r"\$\{([^}!][^}]*)\}")
-_ENV_LOCK: Final = threading.Lock()
+LAMBDA_RUNTIME_VARIABLES: Final = (
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_EXECUTION_ENV",
+    "LAMBDA_TASK_ROOT",
+    "_HANDLER",
+    "TZ",
+)
+"""What Lambda's runtime sets in every function's environment (a function may not set these itself)."""
 
 
 class DeployError(RuntimeError):
@@ -42,19 +64,6 @@ def _placeholder_zip() -> bytes:
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("README", "facegate local cloud: the handler runs from the source tree")
     return buf.getvalue()
-
-
-@contextmanager
-def function_environment(env: dict[str, str]) -> Iterator[None]:
-    """Import a handler under its function's environment (module-level code reads it at cold start)."""
-    with _ENV_LOCK:
-        saved = dict(os.environ)
-        os.environ.update(env)
-        try:
-            yield
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
 
 
 class Stack:
@@ -70,6 +79,8 @@ class Stack:
         adapter: Adapter,
         parameters: dict[str, Any] | None = None,
         local_env: dict[str, str] | None = None,
+        image_paths: dict[str, str] | None = None,
+        session: Any = None,
     ) -> None:
         self.name = name
         self.template = template
@@ -77,6 +88,11 @@ class Stack:
         self.region = region
         self.adapter = adapter
         self.local_env = local_env or {}
+        """The local cloud's stand-ins, set last in every function's environment."""
+        self.image_paths = image_paths or {}
+        """An image's paths (``/opt/models``) → where the same files are on this machine."""
+        self.session = session
+        """The deployer's boto3 session (the account's administrator); ``None``: boto3's default."""
         self.refs: dict[str, Any] = {
             "AWS::StackName": name,
             "AWS::Region": region,
@@ -103,7 +119,8 @@ class Stack:
 
     def client(self, service: str) -> Any:
         if service not in self._client_cache:
-            self._client_cache[service] = boto3.client(service, region_name=self.region)
+            maker = self.session.client if self.session is not None else boto3.client
+            self._client_cache[service] = maker(service, region_name=self.region)
         return self._client_cache[service]
 
     # --- intrinsic functions ------------------------------------------------------------------------
@@ -215,7 +232,11 @@ Created = tuple[Any, dict[str, Any]]
 
 
 def _kms_key(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
-    key = stack.client("kms").create_key(Description=p.get("Description", logical), Policy=json.dumps(p["KeyPolicy"]))
+    # An asymmetric key (the audit signing key) is created as one: KeySpec and KeyUsage as declared.
+    shape = {k: p[k] for k in ("KeySpec", "KeyUsage") if k in p}
+    key = stack.client("kms").create_key(
+        Description=p.get("Description", logical), Policy=json.dumps(p["KeyPolicy"]), **shape
+    )
     meta = key["KeyMetadata"]
     if p.get("EnableKeyRotation"):
         stack.client("kms").enable_key_rotation(KeyId=meta["KeyId"])
@@ -317,13 +338,44 @@ def _table(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) 
 def _role(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
     iam = stack.client("iam")
     name = p.get("RoleName") or f"{stack.name}-{logical}"[:64]
+    if "PermissionsBoundary" in p:
+        raise DeployError(f"{logical}: the local cloud does not evaluate permissions boundaries")
     role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(p["AssumeRolePolicyDocument"]))["Role"]
+    statements: list[dict[str, Any]] = []
     for policy in p.get("Policies", []):
         # SAM's generated policies carry no Version (IAM then reads them as 2008-10-17); moto refuses
         # anything older than 2012-10-17. They use no policy variables, so the two read the same.
         document = {"Version": "2012-10-17", **policy["PolicyDocument"]}
         iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(document))
+        statements.extend(_statements(document))
+    for arn in p.get("ManagedPolicyArns", []):
+        statements.extend(_statements(managed_policy(arn)))
+    stack.adapter.register_role(
+        RoleDefinition(role["Arn"], tuple(statements), tuple(_statements(p["AssumeRolePolicyDocument"])))
+    )
     return name, {"Arn": role["Arn"], "RoleId": role["RoleId"], "ManagedPolicyArns": p.get("ManagedPolicyArns", [])}
+
+
+def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
+    statement = document.get("Statement", [])
+    return list(statement) if isinstance(statement, list) else [statement]
+
+
+@cache
+def _managed_policies() -> dict[str, Any]:
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+
+    policies: dict[str, Any] = json.loads(aws_managed_policies_data)
+    return policies
+
+
+def managed_policy(arn: str) -> dict[str, Any]:
+    """An AWS managed policy's document (moto ships them), which IAM evaluates with the inline ones."""
+    name = arn.rsplit("/", 1)[-1]
+    if not arn.startswith("arn:aws:iam::aws:policy/") or name not in _managed_policies():
+        raise DeployError(f"the local cloud does not know the managed policy {arn}")
+    document: dict[str, Any] = _managed_policies()[name]["Document"]
+    return document
 
 
 def _instance_profile(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
@@ -355,7 +407,10 @@ def _log_group(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, An
 
 def _function(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
     name = p.get("FunctionName") or f"{stack.name}-{logical}"[:64]
-    env = {k: str(v) for k, v in p.get("Environment", {}).get("Variables", {}).items()}
+    env = environment_of(p.get("Environment", {}).get("Variables", {}))
+    reserved = sorted(set(env) & set(LAMBDA_RUNTIME_VARIABLES))
+    if reserved:
+        raise DeployError(f"{logical}: Lambda reserves {', '.join(reserved)}")
     args: dict[str, Any] = {
         "FunctionName": name,
         "Role": p["Role"],
@@ -372,6 +427,8 @@ def _function(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any
         module, _, attr = command[0].rpartition(".")
         module_file = source / f"{module.split('.', 1)[1].replace('.', '/')}.py"
         args.update(PackageType="Image", Code={"ImageUri": p["Code"]["ImageUri"]})
+        handler_name, task_root = command[0], source.parent
+        env = {**_image_env(stack, logical, body), **env}
     else:
         key = p["Code"]["S3Key"]
         source = stack.root / key
@@ -380,17 +437,49 @@ def _function(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any
         args.update(Runtime=p["Runtime"], Handler=p["Handler"], Code={"ZipFile": _placeholder_zip()})
         if p.get("Layers"):
             args["Layers"] = p["Layers"]
+        handler_name, task_root = p["Handler"], source
     fn = stack.client("lambda").create_function(**args)
-    handler = _load_handler(
-        stack, logical, module_file, attr, {**env, **stack.local_env, "AWS_LAMBDA_FUNCTION_NAME": name}
-    )
+    runtime_env = {
+        "AWS_REGION": stack.region,
+        "AWS_DEFAULT_REGION": stack.region,
+        **stack.adapter.service_credentials(p["Role"], name, "lambda.amazonaws.com", stack.region),
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(args["MemorySize"]),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "local",
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_{p.get('Runtime', 'python3.12')}",
+        "LAMBDA_TASK_ROOT": str(task_root),
+        "_HANDLER": handler_name,
+        "TZ": ":UTC",
+    }
+    container = Container(name, {**env, **runtime_env, **stack.local_env})
+    handler = _load_handler(stack, logical, module_file, attr, container)
     stack.adapter.register_function(
-        LocalFunction(name, fn["FunctionArn"], handler, int(args["MemorySize"]), int(args["Timeout"]))
+        LocalFunction(name, fn["FunctionArn"], handler, int(args["MemorySize"]), int(args["Timeout"]), container)
     )
     return name, {"Arn": fn["FunctionArn"]}
 
 
-def _load_handler(stack: Stack, logical: str, path: Path, attr: str, env: dict[str, str]) -> Callable[..., Any]:
+def _image_env(stack: Stack, logical: str, body: dict[str, Any]) -> dict[str, str]:
+    """The ``ENV`` of an image function's final build stage (its Dockerfile, as SAM builds it), with the
+    image's paths mapped to where the same files are here (``Stack.image_paths``)."""
+    metadata = body.get("Metadata", {})
+    dockerfile = stack.root / metadata.get("DockerContext", ".") / metadata.get("Dockerfile", "Dockerfile")
+    env: dict[str, str] = {}
+    for line in dockerfile.read_text(encoding="utf-8").splitlines():
+        words = line.split(None, 1)
+        if words and words[0].upper() == "FROM":
+            env = {}  # each stage starts afresh: only the last one's ENV is the image's
+        elif words and words[0].upper() == "ENV" and len(words) == 2:
+            match = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(?:=|\s+)(\S.*)", words[1].strip())
+            if match is None:
+                raise DeployError(f"{logical}: cannot read {dockerfile.name}'s {line.strip()!r}")
+            env[match.group(1)] = stack.image_paths.get(match.group(2), match.group(2))
+    return env
+
+
+def _load_handler(stack: Stack, logical: str, path: Path, attr: str, container: Container) -> Callable[..., Any]:
     if not path.is_file():
         raise DeployError(f"{logical}: handler source {path} does not exist")
     module_name = f"facegate_local_{logical}"
@@ -398,7 +487,7 @@ def _load_handler(stack: Stack, logical: str, path: Path, attr: str, env: dict[s
     if spec is None or spec.loader is None:
         raise DeployError(f"{logical}: cannot import {path}")
     module = importlib.util.module_from_spec(spec)
-    with function_environment(env):
+    with inside(container):  # module-level code (the cold start) runs in the function's container
         sys.modules[module_name] = module
         spec.loader.exec_module(module)
     stack.modules[logical] = module

@@ -31,6 +31,7 @@ from facegate.store.repositories import (
     Tenant,
     TenantRegistry,
     Totals,
+    TransientTemplates,
 )
 from facegate.store.writes import Write
 from facegate.tenancy import TenantContext
@@ -59,6 +60,7 @@ class ServiceBase:
     requests: Requests = field(default_factory=Requests)
     totals: Totals = field(default_factory=Totals)
     probes: ProbeMemory = field(default_factory=ProbeMemory)
+    transient: TransientTemplates = field(default_factory=TransientTemplates)
     audit: AuditLog = field(default_factory=AuditLog)
     calibration: Calibration = field(default_factory=Calibration.packaged)
     clock: Callable[[], datetime] = utc_now

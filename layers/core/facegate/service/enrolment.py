@@ -131,8 +131,10 @@ class Enrolment(ServiceBase):
         embedding: Embedding,
         decision: Decision,
         request_id: str | None = None,
+        transient_ref: str | None = None,
     ) -> EnrolResult:
-        """Write the template an allowed enrol decision covers, in one transaction with everything it
+        """Write the template an allowed enrol decision covers (and delete the probe's short-lived
+        template, ``transient_ref``, in the same transaction), in one transaction with everything it
         depends on and everything that records it: the consent checked still granted, the gallery's
         count under its cap, the request's row (with a ``request_id``) and the audit entry.
 
@@ -201,6 +203,8 @@ class Enrolment(ServiceBase):
                 retention=REQUEST_RETENTION,
             )
             writes.append(row)
+        if transient_ref is not None:
+            writes.append(self.transient.delete_write(ctx, transient_ref))
         details = {
             "gallery_id": gallery_id,
             "subject_id": subject_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -122,8 +123,10 @@ class Matching(ServiceBase):
         request_id: str | None = None,
         purpose: str | None = None,
         case_reference: str | None = None,
+        transient_ref: str | None = None,
     ) -> RequestRow:
-        """Store the result with its review state and its audit entry in one transaction. With a
+        """Store the result with its review state and its audit entry in one transaction (which also
+        deletes the probe's short-lived template, ``transient_ref``, that the result consumed). With a
         ``request_id`` it is idempotent: a second call for the same request returns the stored row and
         writes nothing (the row exists only together with its entry)."""
         review = "not_required"
@@ -152,15 +155,22 @@ class Matching(ServiceBase):
             "purpose": purpose,
             "case_reference": case_reference,
         }
-        return self._record_once(ctx, f"{decision.operation}.completed", details, row, write)
+        extra = [self.transient.delete_write(ctx, transient_ref)] if transient_ref else []
+        return self._record_once(ctx, f"{decision.operation}.completed", details, row, write, extra)
 
     def _record_once(
-        self, ctx: TenantContext, action: str, details: dict[str, Any], row: RequestRow, write: Write
+        self,
+        ctx: TenantContext,
+        action: str,
+        details: dict[str, Any],
+        row: RequestRow,
+        write: Write,
+        extra: Sequence[Write] = (),
     ) -> RequestRow:
         """Commit a request row with its audit entry; a row already there (a retried step, a
         concurrent twin) is returned as stored, with nothing written."""
         try:
-            self.audit.append(ctx, action, details, writes=[write])
+            self.audit.append(ctx, action, details, writes=[write, *extra])
         except WriteConditionError as exc:
             existing = self.requests.get(ctx, row.request_id) if "request" in exc.names else None
             if existing is None:

@@ -42,7 +42,7 @@ REFRESH_BEFORE: Final = timedelta(minutes=2)
 class _Session:
     access_key: str
     secret_key: str
-    token: str
+    token: str | None
     expires: datetime
     connections: dict[type[Any], Any] = field(default_factory=dict)
 
@@ -121,6 +121,23 @@ def tenant_scope(tenant_id: str) -> Iterator[None]:
             for model in ALL_MODELS:  # keep this tenant's connections for its next request
                 if model._connection is not None:
                     session.connections[model] = model._connection
+            _use(None)
+            for model, connection in saved.items():
+                model._connection = connection
+
+
+@contextmanager
+def signed_with(access_key: str, secret_key: str, token: str | None = None) -> Iterator[None]:
+    """Reach the tables with these credentials for the block, outside any tenant scope: the local
+    cloud's administrator (see :meth:`facegate.localcloud.cloud.LocalCloud.admin`)."""
+    with _lock:
+        if _active:
+            raise PermissionError(f"a scope for {_active[-1]} is open: leave it before signing as someone else")
+        saved = {model: model._connection for model in ALL_MODELS}
+        _use(_Session(access_key, secret_key, token, datetime.max.replace(tzinfo=UTC)))
+        try:
+            yield
+        finally:
             _use(None)
             for model, connection in saved.items():
                 model._connection = connection

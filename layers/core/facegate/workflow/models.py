@@ -1,8 +1,8 @@
 """Typed inputs and outputs of the workflow states (what the ASL files pass between Lambda tasks).
 
-States pass S3 keys, ids and small JSON, never image bytes or crops: a Step Functions payload is at
-most 256 KB, and a photo is biometric data that must not sit in execution history. The one biometric
-value that crosses a state boundary is the probe's 512-byte template (Embed → Match / StoreTemplate).
+States pass S3 keys, ids and small JSON, never image bytes, crops or templates: a Step Functions
+payload is at most 256 KB, and a photo or a template is biometric data that must not sit in execution
+history. Embed leaves the probe's template in a short-lived item and passes its reference.
 
 Where a tenant's files go in the bucket (the tenant's uploader role may write only under its prefix):
 
@@ -15,14 +15,12 @@ Where a tenant's files go in the bucket (the tenant's uploader role may write on
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 from typing import Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from facegate.embedding import Embedding
 from facegate.errors import InvalidRequestError
 from facegate.tenancy import ENTITY_ID, TENANT_ID, TenantContext
 
@@ -74,6 +72,10 @@ class WorkflowRequest(_Model):
     request_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
     tenant_id: str = Field(pattern=TENANT_ID.pattern)
     actor: str = Field(min_length=1, max_length=256)
+    """Who is recorded as acting: an authenticated identity, or ``s3-upload:<tenant>`` for an upload
+    whose metadata names an actor without the API's proof."""
+    claimed_actor: str | None = Field(default=None, max_length=256)
+    """The actor an unproven upload declared: kept as a claim, never recorded as the actor."""
     operation: Literal["enrol", "verify", "search", "bulk_enrol"]
     gallery_id: str = Field(pattern=ENTITY_ID.pattern)
     image: ObjectRef
@@ -134,14 +136,15 @@ class WorkflowRequest(_Model):
         )
 
     @classmethod
-    def from_probe(cls, image: ObjectRef, metadata: dict[str, str]) -> WorkflowRequest:
+    def from_probe(cls, image: ObjectRef, metadata: dict[str, str], *, proven: bool = False) -> WorkflowRequest:
         """A Recognize request from an uploaded probe: its key names the tenant and gallery, its
-        metadata the operation and declared purpose. Unknown metadata is refused, not ignored."""
+        metadata the operation and declared purpose. Unknown metadata is refused, not ignored. The
+        metadata's ``actor`` is the actor only when ``proven`` (:mod:`facegate.workflow.uploads`)."""
         match = PROBE_KEY.fullmatch(image.key)
         if match is None:
             raise InvalidRequestError(f"'{image.key}' is not a probe key (tenants/<tenant>/probes/<gallery>/<name>)")
         meta = {k.lower(): v for k, v in metadata.items()}
-        known = {"operation", "subject", "purpose", "case-reference", "top-k", "threshold", "actor"}
+        known = {"operation", "subject", "purpose", "case-reference", "top-k", "threshold", "actor", "actor-proof"}
         unknown = sorted(set(meta) - known)
         if unknown:
             raise InvalidRequestError(
@@ -156,7 +159,8 @@ class WorkflowRequest(_Model):
             {
                 "request_id": image.request_id(),
                 "tenant_id": match["tenant"],
-                "actor": meta.get("actor", f"s3-upload:{match['tenant']}"),
+                "actor": meta["actor"] if proven and meta.get("actor") else f"s3-upload:{match['tenant']}",
+                "claimed_actor": None if proven else meta.get("actor"),
                 "operation": meta.get("operation", "verify" if "subject" in meta else "search"),
                 "gallery_id": match["gallery"],
                 "image": image.model_dump(),
@@ -221,17 +225,15 @@ class Detection(_Model):
 
 
 class ProbeTemplate(_Model):
-    """Embed's output: the probe's template (base64 of 512 little-endian float32 bytes)."""
+    """Embed's output: a *reference* to the probe's template, never the template itself.
 
-    embedding: str
-    model_version: str
+    The 512-byte template is biometric data: it is kept in a short-lived item under the tenant's key
+    (:class:`~facegate.store.repositories.TransientTemplates`, encrypted at rest, expiring within the
+    hour, deleted in the same transaction that records the result), so it never enters the execution's
+    state, history or logs. ``ref`` names that item; ``model_version`` travels for the checks."""
 
-    @classmethod
-    def of(cls, embedding: Embedding) -> ProbeTemplate:
-        return cls(embedding=base64.b64encode(embedding.to_bytes()).decode(), model_version=embedding.model_version)
-
-    def to_embedding(self) -> Embedding:
-        return Embedding.from_bytes(base64.b64decode(self.embedding, validate=True), self.model_version)
+    ref: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    model_version: str = Field(min_length=1, max_length=64)
 
 
 class StateError(_Model):

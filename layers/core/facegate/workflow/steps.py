@@ -22,6 +22,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from facegate import errors
+from facegate.embedding import Embedding
 from facegate.errors import FacegateError, ImageTooLargeError, InvalidRequestError, PolicyDeniedError
 from facegate.policy import Decision, Operation
 from facegate.service import FaceService
@@ -39,6 +40,7 @@ from facegate.workflow.models import (
     object_created,
     tenant_of_key,
 )
+from facegate.workflow.uploads import UploadProofs
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
@@ -61,6 +63,8 @@ class Runtime:
     service: FaceService
     s3: Any
     idempotency: BasePersistenceLayer | None = None
+    uploads: UploadProofs | None = None
+    """Verifies the API's proof of who uploaded a probe (``FACEGATE_UPLOAD_PROOF_KEY_ID``)."""
 
     @classmethod
     def from_env(cls) -> Runtime:
@@ -73,7 +77,9 @@ class Runtime:
             from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
             persistence = DynamoDBPersistenceLayer(table_name=table)
-        return cls(settings=settings, service=FaceService(), s3=s3, idempotency=persistence)
+        proof_key = os.environ.get("FACEGATE_UPLOAD_PROOF_KEY_ID")
+        uploads = UploadProofs(boto3.client("kms", region_name=settings.region), proof_key) if proof_key else None
+        return cls(settings=settings, service=FaceService(), s3=s3, idempotency=persistence, uploads=uploads)
 
     # --- images in S3 ------------------------------------------------------------------------------
 
@@ -201,16 +207,33 @@ def _request_stage(raw: Any, rt: Runtime, context: Any, workflow: Any = None) ->
         req = request
         if probe is not None:
             try:
-                head = rt.s3.head_object(**probe.s3_args())
+                head = rt.s3.head_object(**probe.s3_args(), ChecksumMode="ENABLED")
             except ClientError as exc:
                 raise InvalidRequestError(f"the probe {probe.key} cannot be read: {_code(exc)}") from exc
-            req = WorkflowRequest.from_probe(probe, head.get("Metadata", {}))
+            metadata = head.get("Metadata", {})
+            req = WorkflowRequest.from_probe(probe, metadata, proven=_proven(rt, probe, head))
         assert req is not None
         decision = _decide(rt, req)
         return {"duplicate": False, "request": req.model_dump(mode="json"), "decision": decision.to_dict()}
 
     in_progress = {"duplicate": True, "request": None, "decision": None}
     return _once(rt, first_decision, claim, context, while_in_progress=in_progress)
+
+
+def _proven(rt: Runtime, probe: ObjectRef, head: dict[str, Any]) -> bool:
+    """Whether the probe's declared actor is the API's authenticated one (its proof verifies)."""
+    tenant = tenant_of_key(probe.key)
+    meta = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
+    if rt.uploads is None or tenant is None or "actor" not in meta:
+        return False
+    return rt.uploads.verify(
+        meta.get("actor-proof"),
+        tenant_id=tenant,
+        bucket=probe.bucket,
+        key=probe.key,
+        checksum=head.get("ChecksumSHA256"),
+        actor=meta["actor"],
+    )
 
 
 def _mark_duplicate(response: Any, _record: Any) -> Any:
@@ -279,7 +302,10 @@ def embed(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, 
         raise InvalidRequestError("Embed needs a detected face")
     image = rt.read_image(req.image)
     crop = align_face(image, np.asarray(detection.faces[0].landmarks, dtype=np.float32))
-    return ProbeTemplate.of(embedder().embed([crop])[0]).model_dump(mode="json")
+    embedding = embedder().embed([crop])[0]
+    with tenant_scope(req.tenant_id):  # the template stays under the tenant's key, out of the state
+        rt.service.transient.put(req.ctx, req.request_id, embedding, rt.service.clock())
+    return ProbeTemplate(ref=req.request_id, model_version=embedding.model_version).model_dump(mode="json")
 
 
 # --- Match and StoreTemplate ------------------------------------------------------------------------
@@ -295,6 +321,16 @@ def _allowed(event: dict[str, Any]) -> tuple[WorkflowRequest, Decision, ProbeTem
     return req, decision, ProbeTemplate.model_validate(event.get("probe"))
 
 
+def _probe_embedding(rt: Runtime, req: WorkflowRequest, probe: ProbeTemplate) -> Embedding:
+    """The probe's template from its short-lived item (inside the request's tenant scope)."""
+    if probe.ref != req.request_id:
+        raise InvalidRequestError("the probe reference is not this request's")
+    embedding = rt.service.transient.get(req.ctx, probe.ref, rt.service.clock())
+    if embedding.model_version != probe.model_version:
+        raise InvalidRequestError("the probe's template is of another model version than Embed reported")
+    return embedding
+
+
 def match(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, Any]:
     """Compare, then store the result with its review state and audit it (once per request)."""
     req, decision, probe = _allowed(event)
@@ -303,7 +339,7 @@ def match(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, 
             req.ctx,
             req.gallery_id,
             decision,
-            probe.to_embedding(),
+            _probe_embedding(rt, req, probe),
             subject_id=req.subject_id,
             top_k=req.top_k,
             purpose=req.purpose,
@@ -317,6 +353,7 @@ def match(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, 
             request_id=req.request_id,
             purpose=req.purpose,
             case_reference=req.case_reference,
+            transient_ref=probe.ref,
         )
     return {
         "request_id": row.request_id,
@@ -341,9 +378,10 @@ def store_template(event: dict[str, Any], rt: Runtime, context: Any = None) -> d
             req.gallery_id,
             subject_id=subject_id,
             consent_id=consent_id,
-            embedding=probe.to_embedding(),
+            embedding=_probe_embedding(rt, req, probe),
             decision=decision,
             request_id=req.request_id,
+            transient_ref=probe.ref,
         )
     return {
         "template_id": stored.template_id,
@@ -449,6 +487,8 @@ def _record_failure(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     ctx = req.ctx if req else TenantContext(tenant_id=tenant, actor="workflow")
     request_id = req.request_id if req else probe.request_id() if probe else "unknown"
     with tenant_scope(ctx.tenant_id):
+        if req is not None and isinstance(raw.get("probe"), dict) and raw["probe"].get("ref") == req.request_id:
+            rt.service.transient.delete(ctx, req.request_id)  # the probe's template goes with the request
         status = "refused" if _is_refusal(StateError.model_validate(raw.get("error") or {"Error": "?"})) else "failed"
         rt.service.record_outcome(
             ctx,

@@ -1,0 +1,185 @@
+"""GET /audit through the SDK and the loopback API, on the deployed template: the head, a signed anchor,
+a broken chain answered (200, verified false) rather than failed, and an anchor the tenant kept checked
+against a log an intruder with write access to the audit table has rewritten or cut back."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from facegate.audit import HEAD_SEQ, compute_entry_hash
+from facegate.errors import AuditChainError, PolicyDeniedError
+from facegate.localcloud.cloud import LocalCloud
+from facegate.sdk import FacegateApiError, FacegateClient, verify_export
+from facegate.service import FaceService
+from facegate.store.models import AuditRecord
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[LocalCloud]:
+    with LocalCloud(root=ROOT, stack_name="fgaudit") as local:
+        local.serve_api()
+        yield local
+
+
+@pytest.fixture(scope="module")
+def public_key(cloud: LocalCloud) -> bytes:
+    """What a tenant pins: the signing key's public half, from the stack's output (not from the API)."""
+    key: bytes = cloud.client("kms").get_public_key(KeyId=cloud.outputs["AuditSigningKeyArn"])["PublicKey"]
+    return key
+
+
+def tenant_with_a_denial(cloud: LocalCloud) -> tuple[str, FacegateClient]:
+    """A fresh tenant whose log holds an approval, a refused approval (the denial) and a gallery."""
+    tenant = "t-" + uuid.uuid4().hex[:10]
+    service = FaceService()
+    service.registry.register(tenant, name=tenant, sector="corrections", country="GB", jurisdiction="GB")
+    until = datetime.now(UTC) + timedelta(days=30)
+    service.approve_use_case(
+        "operator", tenant, use_case="access_control", deployment="closed_facility", expires_at=until
+    )
+    with pytest.raises(PolicyDeniedError):
+        service.approve_use_case(
+            "operator", tenant, use_case="access_control", deployment="public_space", expires_at=until
+        )
+    client = FacegateClient(cloud.serve_api(), cloud.issue_token(tenant, f"officer-{tenant}"))
+    client.create_gallery("staff", name="Staff", use_case="access_control")
+    return tenant, client
+
+
+def denial_seq(export: dict[str, Any]) -> int:
+    (seq,) = [e["seq"] for e in export["entries"] if e["action"] == "approval.refused"]
+    return int(seq)
+
+
+def record(tenant: str, seq: int) -> AuditRecord:
+    return AuditRecord.get(tenant, seq, consistent_read=True)
+
+
+def rehash(rec: AuditRecord) -> str:
+    return compute_entry_hash(
+        tenant_id=rec.tenant_id,
+        seq=int(rec.seq),
+        at=rec.at,
+        actor=rec.actor,
+        action=rec.action,
+        details=rec.details,
+        prev_hash=rec.prev_hash,
+    )
+
+
+def roll_back_head(tenant: str, last: int) -> None:
+    newest, head = record(tenant, last), record(tenant, HEAD_SEQ)
+    head.head_seq = last
+    head.at, head.actor, head.prev_hash, head.entry_hash = newest.at, newest.actor, newest.prev_hash, newest.entry_hash
+    head.save()
+
+
+def rewrite(tenant: str, seq: int, last: int) -> None:
+    """What an intruder with write access to the audit table does: the denial becomes a grant, and every
+    hash from there on, and the head, are recomputed with the published recipe."""
+    prev = record(tenant, seq - 1).entry_hash
+    for s in range(seq, last + 1):
+        rec = record(tenant, s)
+        if s == seq:
+            rec.action = "approval.granted"
+            rec.details = {"deployment": "public_space"}
+        rec.prev_hash = prev
+        rec.entry_hash = prev = rehash(rec)
+        rec.save()
+    roll_back_head(tenant, last)
+
+
+def test_get_audit_returns_the_head_and_an_anchor_the_tenant_verifies_offline(
+    cloud: LocalCloud, public_key: bytes
+) -> None:
+    _, client = tenant_with_a_denial(cloud)
+    export = client.export_audit()
+    assert export["verified"] is True
+    assert export["error"] is None
+    assert export["head_seq"] == export["entries_checked"] == len(export["entries"])
+    assert export["head_hash"] == export["entries"][-1]["entry_hash"]
+    assert export["anchor"]["algorithm"] == "ECDSA_SHA_256"
+    assert export["anchor"]["key_id"] == cloud.outputs["AuditSigningKeyArn"]
+    report = verify_export(export, export["anchor"], public_key)
+    assert (report.head_seq, report.head_hash) == (export["head_seq"], export["head_hash"])
+
+
+def test_a_broken_chain_is_answered_with_its_entries_and_the_fault_not_a_500(cloud: LocalCloud) -> None:
+    """GIVEN an entry edited in the table WHEN the tenant exports its log THEN 200: every entry, verified
+    false, the fault's kind and seq, and no anchor."""
+    tenant, client = tenant_with_a_denial(cloud)
+    seq = denial_seq(client.export_audit())
+    with cloud.admin():  # an intruder with write access to the audit table (not a role of the stack)
+        rec = record(tenant, seq)
+        rec.details = {"deployment": "closed_facility"}
+        rec.save()
+
+    export = client.export_audit()
+    assert export["verified"] is False
+    assert export["anchor"] is None
+    assert [e["seq"] for e in export["entries"]] == list(range(1, len(export["entries"]) + 1))
+    assert export["error"]["kind"] == "altered"
+    assert export["error"]["seq"] == seq
+    assert f"broken at seq {seq} (altered)" in export["error"]["message"]
+
+
+def test_a_rewritten_denial_verifies_clean_alone_but_not_against_the_anchor_the_tenant_kept(
+    cloud: LocalCloud, public_key: bytes
+) -> None:
+    tenant, client = tenant_with_a_denial(cloud)
+    before = client.export_audit()
+    kept, last = before["anchor"], before["head_seq"]
+
+    with cloud.admin():
+        rewrite(tenant, denial_seq(before), last)
+
+    alone = client.export_audit()
+    assert alone["verified"] is True  # nothing in the table can tell: documented, not hidden
+    assert "approval.refused" not in [e["action"] for e in alone["entries"]]
+    checked = client.export_audit(anchor=kept)
+    assert checked["verified"] is False
+    assert checked["anchor"] is None
+    assert (checked["error"]["kind"], checked["error"]["seq"]) == ("altered", last)
+    assert len(checked["entries"]) == last
+    with pytest.raises(AuditChainError, match=rf"broken at seq {last} \(altered\)"):
+        verify_export(alone, kept, public_key)
+
+
+def test_a_truncation_with_the_head_rolled_back_fails_against_the_anchor(cloud: LocalCloud, public_key: bytes) -> None:
+    tenant, client = tenant_with_a_denial(cloud)
+    before = client.export_audit()
+    kept, last, denied = before["anchor"], before["head_seq"], denial_seq(before)
+
+    with cloud.admin():
+        for seq in range(denied, last + 1):
+            record(tenant, seq).delete()
+        roll_back_head(tenant, denied - 1)
+
+    assert client.export_audit()["verified"] is True
+    checked = client.export_audit(anchor=kept)
+    assert checked["verified"] is False
+    assert (checked["error"]["kind"], checked["error"]["seq"]) == ("truncated", denied)
+    assert len(checked["entries"]) == denied - 1
+    with pytest.raises(AuditChainError, match=rf"broken at seq {denied} \(truncated\)"):
+        verify_export(checked, kept, public_key)
+
+
+def test_an_anchor_the_service_did_not_sign_or_of_another_tenant_is_a_400(cloud: LocalCloud) -> None:
+    _, client = tenant_with_a_denial(cloud)
+    _, other = tenant_with_a_denial(cloud)
+    genuine = client.export_audit()["anchor"]
+    forged = {**genuine, "signature": other.export_audit()["anchor"]["signature"]}
+    for anchor, reason in ((forged, "signature"), (other.export_audit()["anchor"], "tenant"), ("garbage", "anchor")):
+        with pytest.raises(FacegateApiError) as refused:
+            client.export_audit(anchor=anchor)
+        assert refused.value.status == 400, anchor
+        assert refused.value.code == "request.invalid"
+        assert reason in refused.value.message
