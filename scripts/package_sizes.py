@@ -184,6 +184,8 @@ class Placeholders:
         service, prefix = ARN_SHAPE.get(rtype, (rtype.split("::")[1].lower() if "::" in rtype else "unknown", ""))
         if service == "s3":
             return f"arn:aws:s3:::{self.name_of(logical_id).lower()}"
+        if service == "iam":  # IAM is global: its ARNs have no region
+            return f"arn:aws:iam::{PSEUDO['AWS::AccountId']}:{prefix or 'role/'}{self.name_of(logical_id)}"
         ident = "1234abcd-12ab-34cd-56ef-1234567890ab" if service == "kms" else self.name_of(logical_id)
         return f"arn:aws:{service}:{PSEUDO['AWS::Region']}:{PSEUDO['AWS::AccountId']}:{prefix}{ident}"
 
