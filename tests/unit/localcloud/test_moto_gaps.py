@@ -18,6 +18,7 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -422,7 +423,8 @@ def test_adapter_evaluates_secure_transport(local: Adapter) -> None:
 @pytest.mark.parametrize(
     ("condition", "message"),
     [
-        ({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}, "condition IpAddress"),
+        ({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}, "condition key aws:SourceIp"),
+        ({"NumericLessThan": {"aws:PrincipalAccount": "1"}}, "condition operator NumericLessThan"),
         ({"Bool": {"aws:MultiFactorAuthPresent": "false"}}, "condition key aws:MultiFactorAuthPresent"),
     ],
 )
@@ -433,6 +435,120 @@ def test_adapter_refuses_a_condition_it_cannot_evaluate(
     # Raised inside moto's request handling, it reaches the caller as itself (not as an HTTP error).
     with pytest.raises(NotImplementedError, match=message):
         s3.put_object(Bucket=BUCKET, Key="tenants/t1/probes/g1/x.jpg", Body=b"jpeg")
+
+
+WRITER_ROLE = f"arn:aws:iam::{ACCOUNT}:role/writer"
+OTHER_ROLE = f"arn:aws:iam::{ACCOUNT}:role/other"
+ONLY_THE_WRITER_PUTS_UNDER_TENANTS = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Sid": "OnlyTheWritersPutUnderTenants",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:PutObject",
+            "Resource": f"arn:aws:s3:::{BUCKET}/tenants/*",
+            "Condition": {"ArnNotLike": {"aws:PrincipalArn": [WRITER_ROLE]}},
+        }
+    ],
+}
+
+
+def _signed_as(role_arn: str, **tags: str) -> Any:
+    """An S3 client signing with a session of ``role_arn`` (an AssumeRole by this process's credentials)."""
+    creds = boto3.client("sts").assume_role(
+        RoleArn=role_arn, RoleSessionName="gaps", Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
+    )["Credentials"]
+    return boto3.client(
+        "s3",
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
+
+
+def _refusal(call: Callable[[], Any]) -> dict[str, Any]:
+    with pytest.raises(ClientError) as denied:
+        call()
+    return dict(denied.value.response["Error"]) | {
+        "status": denied.value.response["ResponseMetadata"]["HTTPStatusCode"]
+    }
+
+
+def test_plain_moto_ignores_the_principal_so_the_writers_deny_refuses_the_writer_too(plain: None) -> None:
+    s3 = _with_policy(ONLY_THE_WRITER_PUTS_UNDER_TENANTS)
+    writer = _signed_as(WRITER_ROLE)
+    refused = _refusal(lambda: writer.put_object(Bucket=BUCKET, Key="tenants/t1/probes/g1/x.jpg", Body=b"jpeg"))
+    assert refused["status"] == 403
+    assert refused["Code"] != "AccessDenied"  # an empty 403: moto names no error
+    s3.put_object(Bucket=BUCKET, Key="elsewhere/x.jpg", Body=b"jpeg")  # the Resource is matched
+
+
+def test_adapter_evaluates_the_bucket_policy_for_the_signer(local: Adapter) -> None:
+    s3 = _with_policy(ONLY_THE_WRITER_PUTS_UNDER_TENANTS)
+    key = "tenants/t1/probes/g1/x.jpg"
+    _signed_as(WRITER_ROLE).put_object(Bucket=BUCKET, Key=key, Body=b"jpeg")
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"jpeg"  # a read is not denied
+
+    other = _signed_as(OTHER_ROLE, tenant_id="t1")
+    refused = _refusal(lambda: other.put_object(Bucket=BUCKET, Key=key, Body=b"forged"))
+    assert refused["status"] == 403
+    assert refused["Code"] == "AccessDenied"
+    assert refused["Message"].endswith("with an explicit deny in a resource-based policy")
+    assert "assumed-role/other/gaps" in refused["Message"]
+    # Credentials no role issued are the account itself: a bucket policy's Deny binds it too, as in AWS.
+    refused = _refusal(lambda: s3.put_object(Bucket=BUCKET, Key=key, Body=b"forged"))
+    assert refused["Code"] == "AccessDenied"
+    assert f"arn:aws:iam::{ACCOUNT}:root" in refused["Message"]
+    other.put_object(Bucket=BUCKET, Key="elsewhere/x.jpg", Body=b"jpeg")  # outside the Resource
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"jpeg"
+
+
+# --- 8. IAM for S3 writes ---------------------------------------------------------------------------
+
+
+UPLOADER_STATEMENTS = (
+    {
+        "Effect": "Allow",
+        "Action": "s3:PutObject",
+        "Resource": f"arn:aws:s3:::{BUCKET}/tenants/${{aws:PrincipalTag/tenant_id}}/*",
+    },
+    {"Effect": "Deny", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{BUCKET}/tenants/*/reports/*"},
+)
+
+
+def test_plain_moto_lets_a_session_put_outside_what_its_role_allows(plain: None) -> None:
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    _signed_as(WRITER_ROLE, tenant_id="t1").put_object(Bucket=BUCKET, Key="tenants/t2/probes/g/x.jpg", Body=b"x")
+
+
+def test_adapter_evaluates_a_stack_roles_policy_for_its_puts(local: Adapter) -> None:
+    from facegate.localcloud.adapter import RoleDefinition
+
+    trust = {"Effect": "Allow", "Principal": {"AWS": ACCOUNT}, "Action": ["sts:AssumeRole", "sts:TagSession"]}
+    local.register_role(RoleDefinition(WRITER_ROLE, UPLOADER_STATEMENTS, (trust,)))
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    uploader = _signed_as(WRITER_ROLE, tenant_id="t1")
+
+    uploader.put_object(Bucket=BUCKET, Key="tenants/t1/probes/g/x.jpg", Body=b"x")
+    upload = uploader.create_multipart_upload(Bucket=BUCKET, Key="tenants/t1/probes/g/big.jpg")
+    uploader.abort_multipart_upload(Bucket=BUCKET, Key="tenants/t1/probes/g/big.jpg", UploadId=upload["UploadId"])
+    for key, why in [
+        ("tenants/t2/probes/g/x.jpg", "because no identity-based policy allows the s3:PutObject action"),
+        ("tenants/t1*/probes/g/x.jpg", "because no identity-based policy allows the s3:PutObject action"),
+        ("tenants/t1/reports/job.json", "with an explicit deny in an identity-based policy"),
+    ]:
+        refused = _refusal(partial(uploader.put_object, Bucket=BUCKET, Key=key, Body=b"x"))
+        assert (refused["status"], refused["Code"]) == (403, "AccessDenied")
+        assert refused["Message"].endswith(why), refused["Message"]
+    refused = _refusal(lambda: uploader.create_multipart_upload(Bucket=BUCKET, Key="tenants/t2/probes/g/big.jpg"))
+    assert refused["Code"] == "AccessDenied"
+    copy = {"Bucket": BUCKET, "Key": "tenants/t2/probes/g/c.jpg"}
+    refused = _refusal(lambda: uploader.copy_object(**copy, CopySource=f"{BUCKET}/tenants/t1/probes/g/x.jpg"))
+    assert refused["Code"] == "AccessDenied"
+    # Other credentials are not evaluated against identity policies (the administrator's).
+    s3.put_object(Bucket=BUCKET, Key="tenants/t2/probes/g/x.jpg", Body=b"x")
 
 
 # --- 5. DynamoDB requests are atomic --------------------------------------------------------------

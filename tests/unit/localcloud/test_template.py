@@ -226,10 +226,14 @@ def test_bucket_is_encrypted_private_versioned_and_transient(translated: dict[st
     assert expiring, "no enabled lifecycle rule expires tenants/ (current and noncurrent versions)"
 
 
-def test_bucket_policy_denies_insecure_transport(translated: dict[str, Any]) -> None:
+def _bucket_statements(translated: dict[str, Any]) -> dict[str, dict[str, Any]]:
     (props,) = _of_type(translated, "AWS::S3::BucketPolicy").values()
     assert props["Bucket"] == {"Ref": "ProbeBucket"}
-    (statement,) = props["PolicyDocument"]["Statement"]
+    return {s["Sid"]: s for s in _as_list(props["PolicyDocument"]["Statement"])}
+
+
+def test_bucket_policy_denies_insecure_transport(translated: dict[str, Any]) -> None:
+    statement = _bucket_statements(translated)["DenyInsecureTransport"]
     assert statement["Effect"] == "Deny"
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
@@ -653,3 +657,80 @@ def test_inline_state_machines_writes_each_definition_file_as_a_literal_string(s
     translated = translate(inlined)
     for logical, props in machines.items():
         assert translated["Resources"][logical]["Properties"]["DefinitionString"] == props["DefinitionString"]
+
+
+# --- uploads under tenants/ (threat model row 14) -------------------------------------------------------
+
+
+UPLOADER_PREFIX: dict[str, Any] = {"Fn::Sub": "${ProbeBucket.Arn}/tenants/${!aws:PrincipalTag/tenant_id}/*"}
+WRITERS_UNDER_TENANTS: frozenset[str] = frozenset({"TenantUploaderRole", "ApiFunctionRole", "BatchJobRole"})
+
+
+def _role_policy_statements(translated: dict[str, Any], role: str) -> list[dict[str, Any]]:
+    props = translated["Resources"][role]["Properties"]
+    return [s for p in props.get("Policies", []) for s in _as_list(p["PolicyDocument"]["Statement"])]
+
+
+def test_the_tenant_uploader_role_may_only_put_under_its_own_tenant_prefix(translated: dict[str, Any]) -> None:
+    """A tenant system's direct uploads: PutObject under tenants/<its session tag>/, and the data key for
+    SSE-KMS; nothing to read, list or delete, and not the bulk job's reports."""
+    role = translated["Resources"]["TenantUploaderRole"]
+    assert role["Type"] == "AWS::IAM::Role"
+    statements = _role_policy_statements(translated, "TenantUploaderRole")
+    allows = [
+        (set(_as_list(s["Action"])), s["Resource"], s.get("Condition")) for s in statements if s["Effect"] == "Allow"
+    ]
+    assert allows == [
+        ({"s3:PutObject"}, UPLOADER_PREFIX, None),
+        ({"kms:GenerateDataKey", "kms:Encrypt"}, {"Fn::GetAtt": ["DataKey", "Arn"]}, None),
+    ]
+    denies = [s for s in statements if s["Effect"] == "Deny"]
+    assert [(_as_list(s["Action"]), s["Resource"]) for s in denies] == [
+        (["s3:PutObject"], {"Fn::Sub": "${ProbeBucket.Arn}/tenants/*/reports/*"})
+    ]
+    assert translated["Outputs"]["TenantUploaderRoleArn"]["Value"] == {"Fn::GetAtt": ["TenantUploaderRole", "Arn"]}
+    assert translated["Outputs"]["TenantUploaderRoleArn"]["Description"]
+
+
+def test_the_tenant_uploader_role_is_assumed_exactly_like_the_tenant_role(translated: dict[str, Any]) -> None:
+    """Principals of this account, only with exactly the session tag tenant_id (non-empty)."""
+    resources = translated["Resources"]
+    uploader = resources["TenantUploaderRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    tenant = resources["TenantDataRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    (trust,) = uploader
+    assert trust["Principal"] == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+    assert set(trust["Action"]) == {"sts:AssumeRole", "sts:TagSession"}
+    assert trust["Condition"] == {
+        "StringLike": {"aws:RequestTag/tenant_id": "?*"},
+        "ForAllValues:StringEquals": {"aws:TagKeys": ["tenant_id"]},
+    }
+    assert [{k: v for k, v in s.items() if k != "Sid"} for s in uploader] == [
+        {k: v for k, v in s.items() if k != "Sid"} for s in tenant
+    ]
+
+
+def test_the_bucket_denies_puts_under_tenants_but_by_the_writer_roles(translated: dict[str, Any]) -> None:
+    statement = _bucket_statements(translated)["OnlyTheWritersPutUnderTenants"]
+    assert statement["Effect"] == "Deny"
+    assert statement["Principal"] == "*"
+    assert _as_list(statement["Action"]) == ["s3:PutObject"]
+    assert statement["Resource"] == {"Fn::Sub": "${ProbeBucket.Arn}/tenants/*"}
+    ((operator, tests),) = statement["Condition"].items()
+    assert operator == "ArnNotLike"
+    assert list(tests) == ["aws:PrincipalArn"]
+    excepted = {ref["Fn::GetAtt"][0] for ref in _as_list(tests["aws:PrincipalArn"]) if ref["Fn::GetAtt"][1] == "Arn"}
+    assert excepted == WRITERS_UNDER_TENANTS
+
+
+def test_every_role_allowed_to_put_in_the_bucket_is_one_of_its_writers(translated: dict[str, Any]) -> None:
+    """A role granted s3:PutObject but missing from the bucket's exceptions would be refused in AWS."""
+    writers = set()
+    for logical, resource in translated["Resources"].items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        for statement in _role_policy_statements(translated, logical):
+            actions = _as_list(statement["Action"])
+            resources = json.dumps(statement.get("Resource"))
+            if statement["Effect"] == "Allow" and "s3:PutObject" in actions and "ProbeBucket" in resources:
+                writers.add(logical)
+    assert writers == WRITERS_UNDER_TENANTS

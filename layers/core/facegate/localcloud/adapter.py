@@ -17,10 +17,16 @@ shrink as moto grows. The gaps (RESEARCH.md lists what was seen):
    interpreter, and moto's Batch cannot run a container without Docker. Here the job is submitted
    to moto's Batch (so the queue and job definition must exist), then the job definition's command
    runs in-process through a registered entrypoint, and its outcome is the job's status.
-4. **S3 bucket policies**: moto evaluates a bucket policy's statements without their ``Condition``,
-   so the template's TLS-only ``Deny`` (``aws:SecureTransport`` false) denies every request. Here the
-   condition is evaluated: requests to the local cloud count as TLS (boto3 speaks HTTPS to AWS's
-   endpoints, which in-process moto intercepts). Any other condition key is refused loudly.
+4. **S3 bucket policies**: moto evaluates a bucket policy's statements without their ``Condition``
+   (and without their ``Principal``), so the template's TLS-only ``Deny`` (``aws:SecureTransport``
+   false) denies every request, and the ``Deny`` of writes under ``tenants/`` by any principal but the
+   writer roles (``ArnNotLike`` on ``aws:PrincipalArn``) denies the writers too. Here the bucket policy
+   is evaluated by :mod:`facegate.localcloud.iam` for the principal that signed the request (a session's
+   role, or the account itself for other credentials: a bucket policy's Deny binds the account's
+   administrator too, as in AWS): requests to the local cloud count as TLS (boto3 speaks HTTPS to AWS's
+   endpoints, which in-process moto intercepts), and ``aws:PrincipalArn``, ``aws:PrincipalAccount`` and
+   ``aws:PrincipalTag/...`` are the signer's. A refused object request is S3's ``AccessDenied``. Any
+   other condition key or operator is refused loudly.
 5. **DynamoDB atomicity**: moto applies a TransactWriteItems as check-then-write on shared dicts with
    no lock (and rolls a failed one back by restoring a copy that erases other threads' writes), so
    concurrent executions corrupt each other's transactions. DynamoDB runs each request atomically;
@@ -49,6 +55,13 @@ shrink as moto grows. The gaps (RESEARCH.md lists what was seen):
    credentials that container holds (its execution role's, or a session it assumed): a connection
    another container created cannot be borrowed, as separate Lambda processes could not. Requests with
    other credentials (the local cloud's administrator) are not evaluated.
+8. **IAM for S3 writes**: moto does not authorize S3 requests against the signer's policies either.
+   Here a ``PutObject`` (also an ``UploadPart``, a ``CopyObject``'s write, a multipart upload's start
+   and completion: IAM authorizes all of them as ``s3:PutObject``) signed by a session of a stack role is
+   evaluated against that role's deployed policy on the object's ARN, with the session's tags for
+   ``${aws:PrincipalTag/...}``: a tenant uploader session writing outside ``tenants/<its tenant>/`` is
+   refused with ``AccessDenied``. Other S3 actions, and requests with other credentials, are not
+   evaluated against identity policies (the bucket policy, gap 4, still applies to them).
 """
 
 from __future__ import annotations
@@ -62,6 +75,7 @@ from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Final
+from urllib.parse import parse_qs, urlparse
 from xml.sax.saxutils import escape as xml_escape
 
 from facegate.localcloud import iam, runtime
@@ -336,6 +350,46 @@ class Adapter:
         body = {"__type": "com.amazonaws.dynamodb.v20120810#AccessDeniedException", "message": reason}
         return 400, {"Content-Type": "application/x-amz-json-1.0"}, json.dumps(body)
 
+    # --- S3 (gaps 4 and 8) ---------------------------------------------------------------------------
+
+    def bucket_policy_decision(
+        self, policy: str, action: str, resource: str, access_key: str, account: str
+    ) -> iam.Decision:
+        """Gap 4: the bucket policy's answer for the principal that signed the request."""
+        principal, session = self._caller(access_key, account)
+        statements = json.loads(policy).get("Statement", [])
+        request = iam.Request(action, resource, _principal_context(principal, session))
+        return iam.evaluate(
+            statements if isinstance(statements, list) else [statements],
+            request,
+            principal=principal,
+            known_keys=S3_CONDITION_KEYS,
+        )
+
+    def authorize_s3_object(
+        self, action: str, bucket: str, key: str, policy: str | None, access_key: str, account: str
+    ) -> str | None:
+        """Gaps 8 and 4 for one object request: the refusal's message, or ``None`` to let it through."""
+        principal, session = self._caller(access_key, account)
+        resource = f"arn:aws:s3:::{bucket}/{key}"
+        denied = f'User: {principal.arn} is not authorized to perform: {action} on resource: "{resource}"'
+        # As IAM decides within one account: an explicit Deny in either policy refuses; otherwise an Allow
+        # in either one grants (the bucket's own Allow suffices for a principal of its account).
+        own: iam.Decision | None = None
+        if action == "s3:PutObject" and session is not None and session.role_arn in self.roles:
+            request = iam.Request(action, resource, _principal_context(principal, session))
+            own = iam.evaluate(self.roles[session.role_arn].statements, request, known_keys=S3_CONDITION_KEYS)
+        bucket_says = (
+            self.bucket_policy_decision(policy, action, resource, access_key, account) if policy is not None else None
+        )
+        if own is iam.Decision.DENY:
+            return f"{denied} with an explicit deny in an identity-based policy"
+        if bucket_says is iam.Decision.DENY:
+            return f"{denied} with an explicit deny in a resource-based policy"
+        if own is iam.Decision.IMPLICIT_DENY and bucket_says is not iam.Decision.ALLOW:
+            return f"{denied} because no identity-based policy allows the {action} action"
+        return None
+
     def _holds(self, container: Container, access_key: str) -> bool:
         own = container.access_key
         if own is None:
@@ -442,6 +496,8 @@ PRINCIPAL_CONDITION_KEYS: Final = (
 """What the local cloud knows of every request's principal (in-process moto intercepts TLS endpoints)."""
 DYNAMODB_CONDITION_KEYS: Final = (*PRINCIPAL_CONDITION_KEYS, "dynamodb:LeadingKeys")
 STS_CONDITION_KEYS: Final = (*PRINCIPAL_CONDITION_KEYS, "aws:RequestTag/", "aws:TagKeys")
+S3_CONDITION_KEYS: Final = ("aws:PrincipalTag/", "aws:PrincipalArn", "aws:PrincipalAccount", "aws:SecureTransport")
+"""What the local cloud evaluates in S3's policies (no MFA age, source IP or S3-specific keys)."""
 _ITEM_OPERATIONS: Final = {"GetItem": "Key", "PutItem": "Item", "UpdateItem": "Key", "DeleteItem": "Key"}
 _TRANSACT_ACTIONS: Final = {
     "Put": ("dynamodb:PutItem", "Item"),
@@ -532,22 +588,56 @@ def _install() -> None:
             return original_sync(self, env=env, resource_runtime_part=resource_runtime_part, **kwargs)
         return _batch_resolver(self, env)
 
+    from moto.iam.access_control import PermissionResult
     from moto.s3.models import FakeBucket
+    from moto.s3.responses import S3Response
 
     original_permission = FakeBucket.get_permission
 
     def get_permission(self: Any, action: str, resource: str) -> Any:
         if _active is None or self.policy is None:
             return original_permission(self, action, resource)
-        document = json.loads(self.policy)
-        statements = document.get("Statement", [])
-        applicable = [s for s in (statements if isinstance(statements, list) else [statements]) if _condition_holds(s)]
-        saved = self.policy
-        self.policy = json.dumps({**document, "Statement": [_unconditional(s) for s in applicable]}).encode()
+        decision = _active.bucket_policy_decision(
+            _policy_text(self.policy), action, resource, getattr(_S3_SIGNER, "access_key", ""), self.account_id
+        )
+        return {
+            iam.Decision.DENY: PermissionResult.DENIED,
+            iam.Decision.ALLOW: PermissionResult.PERMITTED,
+        }.get(decision, PermissionResult.NEUTRAL)
+
+    original_setup = S3Response.setup_class
+
+    def setup_class(self: Any, request: Any, full_url: str | None = None, headers: Any = None) -> None:
+        # Every S3 request passes here first: the signer is what the bucket policy is evaluated for.
+        _S3_SIGNER.access_key = _access_key(request.headers) if _active is not None else ""
+        original_setup(self, request, full_url, headers)
+
+    original_key_response = S3Response._key_response
+
+    def key_response(self: Any, request: Any, full_url: str) -> Any:
+        if _active is None:
+            return original_key_response(self, request, full_url)
+        from moto.s3.exceptions import S3ClientError
+
+        query = parse_qs(urlparse(full_url).query, keep_blank_values=True)
+        bucket_name = self.parse_bucket_name_from_url(request, full_url)
         try:
-            return original_permission(self, action, resource)
-        finally:
-            self.policy = saved
+            bucket = self.backend.get_bucket(bucket_name)
+        except S3ClientError:  # S3 answers that itself
+            return original_key_response(self, request, full_url)
+        method = str(request.method).upper()
+        action = _s3_object_action(method, set(query))
+        refusal = _active.authorize_s3_object(
+            action,
+            bucket_name,
+            self.parse_key_name(),
+            _policy_text(bucket.policy) if bucket.policy is not None else None,
+            _access_key(request.headers),
+            bucket.account_id,
+        )
+        if refusal is not None:
+            return _s3_access_denied(refusal)
+        return original_key_response(self, request, full_url)
 
     from moto.dynamodb.responses import DynamoHandler
 
@@ -574,6 +664,8 @@ def _install() -> None:
     TokenResponse.assume_role = assume_role  # type: ignore[method-assign]
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
     FakeBucket.get_permission = get_permission  # type: ignore[method-assign]
+    S3Response.setup_class = setup_class  # type: ignore[method-assign]
+    S3Response._key_response = key_response  # type: ignore[method-assign]
     LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
     Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
     batch_task._eval_service_task = eval_batch  # type: ignore[method-assign,assignment]
@@ -581,25 +673,32 @@ def _install() -> None:
     _installed = True
 
 
-LOCAL_CONDITION_KEYS: Final = {"aws:SecureTransport": "true"}
+_S3_SIGNER: Final = threading.local()
+"""The access key of the S3 request this thread is serving (in-process moto serves it on the caller's thread)."""
+_PUT_OBJECT_QUERIES: Final = frozenset({"x-id", "uploadId", "partNumber"})
+"""Query parameters of the object PUTs that IAM authorizes as ``s3:PutObject`` (a PutObject, an UploadPart,
+a CopyObject); any other (``?tagging``, ``?acl``, ``?retention``...) is another action."""
 
 
-def _condition_holds(statement: dict[str, Any]) -> bool:
-    """A bucket policy statement's Condition, for the keys a local request has values for."""
-    for operator, tests in statement.get("Condition", {}).items():
-        if operator != "Bool":
-            raise NotImplementedError(f"the local cloud cannot evaluate bucket policy condition {operator}")
-        for key, expected in tests.items():
-            if key not in LOCAL_CONDITION_KEYS:
-                raise NotImplementedError(f"the local cloud cannot evaluate bucket policy condition key {key}")
-            values = expected if isinstance(expected, list) else [expected]
-            if LOCAL_CONDITION_KEYS[key] not in [str(v).lower() for v in values]:
-                return False
-    return True
+def _s3_object_action(method: str, query: set[str]) -> str:
+    """The IAM action of an object request, where it is ``s3:PutObject``; else moto's own name for it."""
+    if method == "PUT" and not query - _PUT_OBJECT_QUERIES:
+        return "s3:PutObject"
+    if method == "POST" and query & {"uploads", "uploadId"}:  # a multipart upload's start and completion
+        return "s3:PutObject"
+    return f"s3:{method[:1]}{method[1:].lower()}Object"
 
 
-def _unconditional(statement: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in statement.items() if k != "Condition"}
+def _policy_text(policy: bytes | str) -> str:
+    return policy.decode() if isinstance(policy, bytes) else policy
+
+
+def _s3_access_denied(message: str) -> tuple[int, dict[str, str], str]:
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+        f"<Message>{xml_escape(message)}</Message><RequestId>{uuid.uuid4()}</RequestId></Error>"
+    )
+    return 403, {"Content-Type": "application/xml"}, body
 
 
 def _start_execution(state_machine_arn: str, event: dict[str, Any]) -> None:

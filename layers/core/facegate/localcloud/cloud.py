@@ -92,6 +92,7 @@ class LocalCloud:
         self.outputs: dict[str, Any] = {}
         self.api: Any = None
         self.operator_arn: str | None = None
+        self._uploaders: dict[str, Any] = {}
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -221,6 +222,7 @@ class LocalCloud:
         return str(auth["AuthenticationResult"]["IdToken"])
 
     def stop(self) -> None:
+        self._uploaders.clear()
         if self.api is not None:
             self.api.stop()
             self.api = None
@@ -248,9 +250,33 @@ class LocalCloud:
 
     # --- S3 and workflows -------------------------------------------------------------------------
 
+    def uploader(self, tenant_id: str) -> Any:
+        """An S3 client signed as ``tenant_id``'s system: a ``TenantUploaderRole`` session tagged with the
+        tenant, assumed once per tenant by a principal of the account (as a tenant system's own role would)."""
+        import boto3
+
+        if tenant_id not in self._uploaders:
+            creds = self.client("sts").assume_role(
+                RoleArn=self.outputs["TenantUploaderRoleArn"],
+                RoleSessionName=f"uploader-{tenant_id}"[:64],
+                Tags=[{"Key": "tenant_id", "Value": tenant_id}],
+            )["Credentials"]
+            self._uploaders[tenant_id] = boto3.session.Session(
+                aws_access_key_id=creds["AccessKeyId"],
+                aws_secret_access_key=creds["SecretAccessKey"],
+                aws_session_token=creds["SessionToken"],
+                region_name=REGION,
+            ).client("s3")
+        return self._uploaders[tenant_id]
+
     def put_object(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> ObjectRef:
-        """Upload as a tenant system would; the bucket's EventBridge notification fires on the way."""
-        put = self.client("s3").put_object(Bucket=self.bucket, Key=key, Body=data, Metadata=metadata or {})
+        """Upload as a tenant system would (under ``tenants/<tenant>/``, through that tenant's uploader
+        session: the bucket refuses any other writer there); the bucket's EventBridge notification fires
+        on the way. A key outside ``tenants/`` is written by the account's administrator."""
+        segments = key.split("/")
+        tenant = segments[1] if len(segments) > 2 and segments[0] == "tenants" else ""
+        s3 = self.uploader(tenant) if tenant else self.client("s3")
+        put = s3.put_object(Bucket=self.bucket, Key=key, Body=data, Metadata=metadata or {})
         return ObjectRef(bucket=self.bucket, key=key, version_id=put.get("VersionId"))
 
     def put_probe(self, tenant: str, gallery: str, data: bytes, name: str | None = None, **metadata: str) -> ObjectRef:
