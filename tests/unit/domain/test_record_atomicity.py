@@ -290,6 +290,59 @@ def _consent_check(service: FaceService, s: dict[str, Any]) -> None:
     assert {c.consent_id for c in consents} == {e.details["consent_id"] for e in entries}, "consents and entries agree"
 
 
+def _gallery_run(service: FaceService, s: dict[str, Any]) -> Any:
+    return service.create_gallery(CTX, "visitors", name="Visitors", use_case="access_control")
+
+
+def _gallery_check(service: FaceService, s: dict[str, Any]) -> None:
+    galleries = {g.gallery_id for g in service.galleries.list_all(CTX)}
+    entries = [e.details["gallery_id"] for e in service.audit.entries(CTX) if e.action == "gallery.created"]
+    assert galleries == set(entries), "galleries and their entries agree"
+    assert entries.count("visitors") == 1
+
+
+def _approval_setup(service: FaceService) -> dict[str, Any]:
+    service.registry.register(TENANT, name="State Prison 7", sector="corrections", country="US", jurisdiction="US-WA")
+    return {}
+
+
+def _approval_run(service: FaceService, s: dict[str, Any]) -> Any:
+    return service.approve_use_case(
+        OPERATOR, TENANT, use_case="access_control", deployment="closed_facility", expires_at=START + timedelta(days=9)
+    )
+
+
+def _approval_check(service: FaceService, s: dict[str, Any]) -> None:
+    approvals = service.registry.get(TENANT).approvals
+    entries = [e for e in service.audit.entries(CTX) if e.action == "approval.granted"]
+    assert len(approvals) == len(entries) >= 1, "every approval recorded has its entry, and only those"
+
+
+def _revoke_setup(service: FaceService) -> dict[str, Any]:
+    _prison(service)
+    consent_id = _consent(service, "alice")
+    _enrol(service, "alice", consent_id, _vector(1))
+    _enrol(service, "alice", consent_id, _vector(2))
+    return {"consent_id": consent_id}
+
+
+def _revoke_run(service: FaceService, s: dict[str, Any]) -> Any:
+    return service.revoke_consent(CTX, "alice", s["consent_id"])
+
+
+def _revoke_check(service: FaceService, s: dict[str, Any]) -> None:
+    assert service.templates.of_subject(CTX, "alice") == []
+    assert service.galleries.get(CTX, GALLERY).template_count == 0
+    assert all(c.status == "revoked" for c in service.consents.of_subject(CTX, "alice"))
+    deleted = {
+        tid
+        for e in service.audit.entries(CTX)
+        if e.action.startswith("consent.revoked")
+        for tid in e.details["template_ids"]  # type: ignore[union-attr]
+    }
+    assert len(deleted) == 2, "each deleted template is audited once"
+
+
 PATHS = [
     Path("enrol", _enrol_setup, _enrol_run, _enrol_check),
     Path("search result", _match_setup, _match_run, _match_check),
@@ -298,6 +351,9 @@ PATHS = [
     Path("review", _review_setup, _review_run, _review_check, retry_errors=(ConflictError,)),
     Path("erasure", _erase_setup, _erase_run, _erase_check),
     Path("consent", lambda svc: (_prison(svc), {})[1], _consent_run, _consent_check),
+    Path("gallery", lambda svc: (_prison(svc), {})[1], _gallery_run, _gallery_check),
+    Path("approval", _approval_setup, _approval_run, _approval_check),
+    Path("consent withdrawal", _revoke_setup, _revoke_run, _revoke_check),
 ]
 
 

@@ -57,6 +57,9 @@ class Enrolment(ServiceBase):
                 raise ConflictError(
                     f"the tenant holds {spec.max_galleries_per_tenant} galleries of {use_case} already"
                 ) from exc
+            existing = self.galleries.find(ctx, gallery_id)
+            if existing is not None and (existing.use_case, existing.name) == (use_case, name):
+                return existing  # a retry of a creation that did commit (with its entry): the same answer
             raise ConflictError(f"a gallery {gallery_id!r} exists already") from exc
         return gallery
 
