@@ -23,9 +23,11 @@ from facegate.tenancy import TenantContext
 from facegate.vision import FaceAnalysis, FacePipeline, decode_image
 from facegate.vision.decode import cv2
 
-# The injected clock stands still during a test, but near the real time: DynamoDB Local runs TTL
-# expiry on the wall clock, and rate counters expire two windows after theirs ends.
-START = datetime.now(UTC).replace(second=0, microsecond=0)
+# The injected clock stands still during a test, half an hour ahead of the real time: DynamoDB Local
+# runs TTL expiry on the wall clock, and a rate counter expires two windows after its own ends, so a
+# clock taken at import (minutes before the test runs, in a long suite) let DynamoDB Local delete a
+# burst's counter mid-burst. Ahead, every counter outlives the suite.
+START = (datetime.now(UTC) + timedelta(minutes=30)).replace(second=0, microsecond=0)
 
 
 @dataclass
