@@ -465,7 +465,8 @@ def _record_failure(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     raw = event.get("input")
     if not isinstance(raw, dict):
         raise InvalidRequestError("a failure record needs the state data (input) that failed")
-    reason = failure_reason(StateError.model_validate(raw.get("error") or {"Error": "States.Runtime"}))
+    error = StateError.model_validate(raw.get("error") or {"Error": "States.Runtime"})
+    reason = failure_reason(error)
     req: WorkflowRequest | None = None
     try:
         req = WorkflowRequest.parse(raw.get("request"))
@@ -489,7 +490,7 @@ def _record_failure(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     with tenant_scope(ctx.tenant_id):
         if req is not None and isinstance(raw.get("probe"), dict) and raw["probe"].get("ref") == req.request_id:
             rt.service.transient.delete(ctx, req.request_id)  # the probe's template goes with the request
-        status = "refused" if _is_refusal(StateError.model_validate(raw.get("error") or {"Error": "?"})) else "failed"
+        status = "refused" if _is_refusal(error) else "failed"
         rt.service.record_outcome(
             ctx,
             request_id=request_id,
@@ -504,13 +505,8 @@ def _record_failure(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
 def _is_refusal(error: StateError) -> bool:
     """A gate's refusal raised inside a task (e.g. a sweep caught at matching time): recorded as
     ``refused`` with its reason code, like a refusal at the policy check, not as a failure."""
-    try:
-        cause = json.loads(error.cause)
-    except (json.JSONDecodeError, TypeError):
-        cause = None
-    name = str(cause.get("errorType", error.error)) if isinstance(cause, dict) else error.error
-    cls = getattr(errors, name, None)
-    return isinstance(cls, type) and issubclass(cls, PolicyDeniedError)
+    cls = _error_class(error)
+    return cls is not None and issubclass(cls, PolicyDeniedError)
 
 
 def _probe_of(raw: dict[str, Any]) -> ObjectRef | None:
@@ -520,22 +516,27 @@ def _probe_of(raw: dict[str, Any]) -> ObjectRef | None:
         return None
 
 
+def _error_class(error: StateError) -> type[FacegateError] | None:
+    """facegate's error class named by the Lambda's ``errorType`` (in the JSON cause) or by the error."""
+    try:
+        cause = json.loads(error.cause)
+    except (json.JSONDecodeError, TypeError):
+        cause = None
+    name = str(cause.get("errorType", error.error)) if isinstance(cause, dict) else error.error
+    cls = getattr(errors, name, None)
+    return cls if isinstance(cls, type) and issubclass(cls, FacegateError) else None
+
+
 def failure_reason(error: StateError) -> dict[str, str]:
     """A machine-readable reason for a caught error: facegate's own error code where the Lambda's
     ``errorType`` names one of its errors, else the Step Functions error name."""
     message = error.cause
-    code = f"workflow.{error.error}"
     try:
         cause = json.loads(error.cause)
     except (json.JSONDecodeError, TypeError):
         cause = None
     if isinstance(cause, dict):
         message = str(cause.get("errorMessage", message))
-        cls = getattr(errors, str(cause.get("errorType", error.error)), None)
-        if isinstance(cls, type) and issubclass(cls, FacegateError):
-            code = cls.code
-    else:
-        cls = getattr(errors, error.error, None)
-        if isinstance(cls, type) and issubclass(cls, FacegateError):
-            code = cls.code
+    cls = _error_class(error)
+    code = cls.code if cls is not None else f"workflow.{error.error}"
     return {"code": code, "message": message[:1000] or error.error}
