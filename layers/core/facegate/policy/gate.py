@@ -32,6 +32,13 @@ NOT_PERMITTED: Final = "request.not_permitted"
 GALLERY_NOT_FOUND: Final = "request.gallery_not_found"
 # Sentinel for "not known yet": the first policy check runs before detection.
 UNKNOWN: Final = -1
+REQUEST_STAGE: Final = "request"
+FACES_STAGE: Final = "faces"
+
+
+def stage_of(face_count: int) -> str:
+    """A decision's stage: before detection (the face count unknown), or re-checked on the faces."""
+    return FACES_STAGE if face_count != UNKNOWN else REQUEST_STAGE
 
 
 class Operation(StrEnum):
@@ -128,7 +135,7 @@ class Decision:
     use_case: str
     threshold: float | None = None
     max_results: int | None = None
-    stage: str = "request"
+    stage: str = REQUEST_STAGE
     """``request`` (decided before detection: the face count unknown) or ``faces`` (re-checked on the
     faces detected). Only a ``faces`` decision lets a template be stored or a probe be matched."""
     facts: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -162,7 +169,7 @@ class Decision:
             use_case=data["use_case"],
             threshold=data.get("threshold"),
             max_results=data.get("max_results"),
-            stage=str(data.get("stage", "request")),
+            stage=str(data.get("stage", REQUEST_STAGE)),
         )
 
 
@@ -332,7 +339,7 @@ class PolicyGate:
         if result.diagnostics.errors:
             raise CatalogError("policy evaluation failed: " + "; ".join(str(e) for e in result.diagnostics.errors))
         allowed = result.decision == cedarpy.Decision.Allow
-        stage = "faces" if req.face_count != UNKNOWN else "request"
+        stage = stage_of(req.face_count)
         determining = [self.policies.meta[pid] for pid in result.diagnostics.reasons]
         use_case = self.catalog.use_cases.get(req.use_case)
         if allowed:

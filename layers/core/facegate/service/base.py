@@ -17,7 +17,7 @@ from facegate.errors import (
 from facegate.match import Calibration
 from facegate.policy import Decision, Operation, PolicyGate, PolicyRequest
 from facegate.policy.catalog import UseCase
-from facegate.policy.gate import UNKNOWN
+from facegate.policy.gate import UNKNOWN, stage_of
 from facegate.store.models import SEP
 from facegate.store.repositories import (
     Consents,
@@ -166,7 +166,7 @@ class ServiceBase:
         else:
             facts.update(threshold=threshold, top_k=top_k, purpose=purpose, case_reference=case_reference)
             facts.update(self._sweep_facts(ctx, operation, use_case, gallery, subject_id, content_hash, count_attempt))
-        stage = "faces" if face_count != UNKNOWN else "request"
+        stage = stage_of(face_count)
         decision = self._decide(
             ctx,
             operation,

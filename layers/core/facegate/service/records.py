@@ -13,6 +13,7 @@ from facegate.errors import (
 )
 from facegate.match import GalleryTemplate, SearchResult, VerifyResult
 from facegate.policy import Decision
+from facegate.policy.gate import FACES_STAGE, REQUEST_STAGE
 from facegate.store.repositories import (
     StoredTemplate,
 )
@@ -31,8 +32,8 @@ ERASURE_ROUNDS: Final = 3
 TEMPLATES_PER_TRANSACTION: Final = 45
 """Two writes per template (the delete and its gallery's count, at worst one gallery each)."""
 MAX_DECLARED: Final = 256
-REQUEST: Final = "request"
-FACES: Final = "faces"
+REQUEST: Final = REQUEST_STAGE
+FACES: Final = FACES_STAGE
 """The two stages of a decision: before detection, and re-checked on the faces detected."""
 
 

@@ -25,6 +25,7 @@ from facegate import errors
 from facegate.embedding import Embedding
 from facegate.errors import FacegateError, ImageTooLargeError, InvalidRequestError, PolicyDeniedError
 from facegate.policy import Decision, Operation
+from facegate.policy.gate import FACES_STAGE
 from facegate.service import FaceService
 from facegate.settings import Settings
 from facegate.store.models import configure
@@ -314,7 +315,7 @@ def embed(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, 
 def _allowed(event: dict[str, Any]) -> tuple[WorkflowRequest, Decision, ProbeTemplate]:
     req = WorkflowRequest.parse(event.get("request"))
     decision = Decision.from_dict(event.get("decision") or {})
-    if not decision.allowed or decision.operation != req.operation or decision.stage != "faces":
+    if not decision.allowed or decision.operation != req.operation or decision.stage != FACES_STAGE:
         raise PolicyDeniedError(
             f"this state needs an allowed {req.operation} decision re-checked on the detected faces", decision
         )
