@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from facegate import datasets
-from facegate.evaluation import Pick, all_pairs, embed_subject, johns_chip, verification_stats, wilson
+from facegate.evaluation import all_pairs, embed_subject, johns_chip, verification_stats
 from facegate.fetch import cache_dir
 from facegate.models import PUBLISHED_THRESHOLD
+from facegate.stats import wilson
 from facegate.vision import FacePipeline, decode_image
 from facegate.vision.decode import cv2
 from facegate.vision.detector import DEFAULT_SCORE_THRESHOLD, YuNetDetector
@@ -149,7 +150,7 @@ def embed_lfw(
                 if embed is not None:
                     cache[p] = embed(image)
                     continue
-                emb = embed_subject(pipeline, image, Pick.CENTRAL)
+                emb = embed_subject(pipeline, image)
                 cache[p] = None if emb is None else emb.vector
     return cache
 
@@ -267,7 +268,7 @@ def fairface(pipeline: FacePipeline) -> dict[str, Any]:
         found[g][2] += 1
         if len(strict.detect(image)):
             found[g][1] += 1
-        emb = embed_subject(pipeline, image, Pick.CENTRAL)
+        emb = embed_subject(pipeline, image)
         if emb is not None:
             found[g][0] += 1
             by_group[g].append(emb.vector)

@@ -14,6 +14,7 @@ import pytest
 from facegate.errors import EmbeddingMismatchError
 from facegate.evaluation import embed_subject, johns_chip
 from facegate.match import MAX_TOP_K, Calibration, Gallery, GalleryTemplate, search, verify
+from facegate.policy.catalog import default_catalog
 from facegate.vision import FacePipeline, decode_image
 from facegate.vision.detector import DEFAULT_SCORE_THRESHOLD
 from facegate.vision.embedder import EMBEDDING_DIM, MODEL_VERSION, Embedding
@@ -228,12 +229,41 @@ def test_packaged_calibration_has_provenance(calibration: Calibration) -> None:
     assert p["date"]
     assert "Kärkkäinen & Joo, FairFace, WACV 2021" in p["datasets"]["fairface"]["attribution"]
     assert p["datasets"]["fairface"]["images"] == 2_500
-    assert p["datasets"]["lfw"]["pairs"] == 3_000
+    assert p["datasets"]["lfw"]["images"] == 6_922
+    assert p["datasets"]["lfw"]["view2"]["genuine_pairs"] == 1_500
+    assert "subject-face rule" in p["face_pick"]
     assert calibration.thresholds[0] == pytest.approx(0.30)
     assert calibration.thresholds[-1] == pytest.approx(0.80)
     assert len(calibration.thresholds) == 51
-    assert len(calibration.groups) == 10
+    # False matches come from identity-labelled pairs (LFW, manual gender), FairFace only bounds them.
+    assert calibration.groups == ("F", "M")
+    counts = calibration.counts()
+    assert counts["fmr_by_group"]["F"] > 1_000_000
+    assert counts["fmr_by_group"]["M"] > 10_000_000
+    assert set(counts["fmr_cross_group"]) == {"F~M"}
+    assert len(counts["fmr_upper_bound_by_group"]) == 10
     assert set(calibration.fnmr_by_gender(0.5)) == {"F", "M"}
+
+
+def test_every_use_case_threshold_follows_from_its_target_fmr(calibration: Calibration) -> None:
+    """GIVEN the catalog's target FMR per use case WHEN the calibration turns it into one threshold for all
+    groups THEN that is the use case's floor and default: the service, the demo and the CLI use it."""
+    for name, case in default_catalog().use_cases.items():
+        threshold = calibration.threshold_for(case.target_fmr)
+        assert case.threshold_floor == pytest.approx(threshold), name
+        assert case.default_threshold == pytest.approx(threshold), name
+        for group in calibration.groups:
+            assert calibration.fmr_interval(group, threshold)[1] <= case.target_fmr, (name, group)
+
+
+def test_threshold_for_uses_the_upper_bound_of_every_group() -> None:
+    # Group b has 5 of 500 at 0.6: 1% observed, upper bound ~2.3%; a target of 2% is met nowhere on the grid.
+    cal = Calibration(_synthetic({"a": [100, 10, 0], "b": [50, 20, 5]}, {"a": 1_000, "b": 500}, [0.4, 0.5, 0.6]))
+    assert cal.threshold_for(0.05) == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="no calibrated threshold"):
+        cal.threshold_for(0.02)
+    with pytest.raises(ValueError, match="target FMR"):
+        cal.threshold_for(0.0)
 
 
 def test_calibration_is_monotonic(calibration: Calibration) -> None:
@@ -258,18 +288,21 @@ def test_calibration_is_monotonic(calibration: Calibration) -> None:
 
 def _synthetic(fmr_k: dict[str, list[int]], fmr_n: dict[str, int], thresholds: list[float]) -> dict[str, Any]:
     def cell(k: int, n: int) -> dict[str, Any]:
-        return {"k": k, "n": n, "rate": k / n}
+        return {"k": k, "n": n}
 
     return {
-        "schema": 1,
+        "schema": 2,
         "provenance": {"models": {"detector": "yunet-2023mar", "embedder": MODEL_VERSION}},
         "thresholds": [
             {
                 "threshold": t,
                 "fmr_by_group": {g: cell(fmr_k[g][i], fmr_n[g]) for g in fmr_k},
+                "fmr_cross_group": {"a~b": cell(0, 10_000)},
                 "fmr_overall": cell(sum(fmr_k[g][i] for g in fmr_k), sum(fmr_n.values())),
+                "fmr_by_predicted_group": {"x": cell(0, 100)},
+                "fmr_upper_bound_by_group": {"y": cell(0, 100)},
                 "fnmr_by_gender": {"F": cell(i, 100), "M": cell(i, 200)},
-                "fnmr_overall": cell(2 * i, 300),
+                "fnmr_every_pair_by_gender": {"F": cell(i, 1000), "M": cell(i, 2000)},
             }
             for i, t in enumerate(thresholds)
         ],

@@ -9,10 +9,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from facegate.errors import FacegateError
-from facegate.models import PUBLISHED_THRESHOLD
+from facegate.errors import FacegateError, InvalidRequestError
 
-OPERATING_THRESHOLD = PUBLISHED_THRESHOLD
+# The CLI decides as the service does: the use case's threshold from the catalog, never below its floor.
+DEFAULT_USE_CASE = "identity_verification"
 
 
 def _models_build(args: argparse.Namespace) -> int:
@@ -40,27 +40,55 @@ def _detect(args: argparse.Namespace) -> int:
             "score": round(f.score, 3),
             "size_px": round(f.size, 1),
             "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in f.landmarks],
+            "role": "subject" if i == 0 else ("comparable" if i < analysis.face_count else "bystander"),
         }
-        for f in analysis.faces
+        for i, f in enumerate(analysis.faces)
     ]
-    print(json.dumps({"width": analysis.width, "height": analysis.height, "faces": faces}, indent=2))
+    out = {"width": analysis.width, "height": analysis.height, "face_count": analysis.face_count, "faces": faces}
+    print(json.dumps(out, indent=2))
     return 0
+
+
+def verify_threshold(use_case: str, threshold: float | None) -> float:
+    """The threshold a verification under ``use_case`` runs at: its default, or a stricter one asked for.
+    A threshold below the use case's floor is refused, as the service's gate refuses it."""
+    from facegate.policy.catalog import default_catalog
+
+    cases = default_catalog().use_cases
+    if use_case not in cases:
+        raise InvalidRequestError(f"unknown use case {use_case!r} (one of {', '.join(sorted(cases))})")
+    case = cases[use_case]
+    if threshold is None:
+        return case.default_threshold
+    if not 0.0 < threshold <= 1.0:
+        raise InvalidRequestError(f"threshold {threshold} is not a cosine in (0, 1]")
+    if threshold < case.threshold_floor:
+        raise InvalidRequestError(
+            f"threshold {threshold} is below the {use_case} floor {case.threshold_floor} "
+            f"(false-match rate target {case.target_fmr:g} in every group)"
+        )
+    return threshold
 
 
 def _verify(args: argparse.Namespace) -> int:
     from facegate.vision import FacePipeline
 
+    threshold = verify_threshold(args.use_case, args.threshold)
     pipeline = FacePipeline.from_store()
     embeddings = []
     for image in (args.image_a, args.image_b):
         analysis = pipeline.analyse(Path(image).read_bytes())
-        if len(analysis) != 1:
-            print(f"{image}: {len(analysis)} faces found; verification needs exactly one", file=sys.stderr)
+        if analysis.face_count != 1:
+            print(
+                f"{image}: {analysis.face_count} faces comparable to the subject found; verification needs exactly one",
+                file=sys.stderr,
+            )
             return 2
-        embeddings.append(analysis.embeddings[0])
+        embeddings.append(analysis.subject_embedding)
     score = embeddings[0].cosine(embeddings[1])
-    verdict = "same person" if score >= args.threshold else "different people"
-    print(json.dumps({"cosine": round(score, 4), "threshold": args.threshold, "decision": verdict}))
+    verdict = "same person" if score >= threshold else "different people"
+    out = {"cosine": round(score, 4), "use_case": args.use_case, "threshold": threshold, "decision": verdict}
+    print(json.dumps(out))
     return 0
 
 
@@ -109,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="1:1 verification of two single-face images")
     verify.add_argument("image_a")
     verify.add_argument("image_b")
-    verify.add_argument("--threshold", type=float, default=OPERATING_THRESHOLD)
+    verify.add_argument("--use-case", default=DEFAULT_USE_CASE, help="the catalog's use case (its threshold)")
+    verify.add_argument("--threshold", type=float, default=None, help="stricter than the use case's floor only")
     verify.set_defaults(func=_verify)
 
     sub.add_parser("demo", help="the vision pipeline alone on the embedded default data").set_defaults(func=_demo)

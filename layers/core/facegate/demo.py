@@ -71,8 +71,9 @@ def run_vision_demo() -> int:
     crowd = datasets.fetch_dlib() / "examples" / "faces" / "bald_guys.jpg"
     analysis = pipeline.analyse(crowd.read_bytes())
     print(
-        f"4. A crowd photo ({analysis.width}x{analysis.height}): {len(analysis)} faces detected. "
-        "A probe must show one person; the policy gate refuses crowd photos."
+        f"4. A crowd photo ({analysis.width}x{analysis.height}): {len(analysis.faces)} faces detected, "
+        f"{analysis.face_count} of them comparable to the subject. A probe must show one person; "
+        "the policy gate refuses crowd photos."
     )
 
     print("5. Bad input is refused with a typed error before anything is decoded or stored:")

@@ -10,14 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from facegate.vision.decode import BgrImage, cv2, decode_image
-from facegate.vision.detector import Detections
 from facegate.vision.embedder import Embedding
 from facegate.vision.pipeline import FacePipeline
 
@@ -32,41 +30,11 @@ def johns_chip(path: Path) -> BgrImage:
     return np.asarray(cv2.copyMakeBorder(decode_image(path.read_bytes()), b, b, b, b, cv2.BORDER_CONSTANT))
 
 
-class Pick(StrEnum):
-    """Which face stands for the image when a labelled set has one subject per image."""
-
-    BEST = "best"  # highest detector score
-    CENTRAL = "central"  # closest to the image centre (LFW's convention: the subject is centred)
-
-
-def pick_face(detections: Detections, width: int, height: int, pick: Pick) -> int | None:
-    if len(detections) == 0:
-        return None
-    if pick is Pick.BEST:
-        return int(np.argmax(detections.scores))
-    centres = detections.boxes[:, :2] + detections.boxes[:, 2:] / 2
-    dist = np.linalg.norm(centres - np.array([width / 2, height / 2], np.float32), axis=1)
-    return int(np.argmin(dist))
-
-
-def embed_subject(pipeline: FacePipeline, image: BgrImage, pick: Pick = Pick.BEST) -> Embedding | None:
-    """The embedding of the image's subject, or ``None`` when no face is detected (a false non-match)."""
-    detections = pipeline.detector.detect(image)
-    index = pick_face(detections, image.shape[1], image.shape[0], pick)
-    if index is None:
-        return None
-    return pipeline.embed_detections(image, detections.select(np.array([index])))[0]
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval for a proportion ``k/n`` (95% by default)."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+def embed_subject(pipeline: FacePipeline, image: BgrImage) -> Embedding | None:
+    """The product's template of the image's subject (the subject-face rule,
+    :mod:`facegate.vision.subject`), or ``None`` when no face is detected (a false non-match)."""
+    analysis = pipeline.analyse_image(image)
+    return analysis.embeddings[0] if analysis.embeddings else None
 
 
 @dataclass(frozen=True)
@@ -119,3 +87,91 @@ def all_pairs(
     names = np.asarray(labels)
     iu = np.triu_indices(len(names), 1)
     return scores[iu], (names[:, None] == names[None, :])[iu]
+
+
+@dataclass(frozen=True)
+class PairCounts:
+    """False decisions over *every* pair of a labelled set, per group, on a grid of thresholds.
+
+    ``impostor[g]`` and ``genuine[g]`` hold ``(k, n)``: ``k[i]`` false matches (impostor pairs scoring
+    at or above ``thresholds[i]``) or false non-matches (genuine pairs scoring below it) out of ``n``
+    pairs. Impostor pairs are keyed by the two people's groups: ``"F"`` when both are in group F,
+    ``"F~M"`` (names sorted) across groups. Genuine pairs are keyed by the person's group. An image
+    without a detected face makes each of its genuine pairs a non-match and takes part in no impostor
+    pair (it cannot falsely match)."""
+
+    thresholds: tuple[float, ...]
+    impostor: dict[str, tuple[npt.NDArray[np.int64], int]]
+    genuine: dict[str, tuple[npt.NDArray[np.int64], int]]
+
+    def within(self) -> dict[str, tuple[npt.NDArray[np.int64], int]]:
+        return {g: v for g, v in self.impostor.items() if "~" not in g}
+
+    def cross(self) -> dict[str, tuple[npt.NDArray[np.int64], int]]:
+        return {g: v for g, v in self.impostor.items() if "~" in g}
+
+
+def count_pairs(
+    vectors: npt.NDArray[np.float32],
+    identities: Sequence[str],
+    groups: Sequence[str],
+    thresholds: Sequence[float],
+    *,
+    block: int = 512,
+) -> PairCounts:
+    """Count false decisions over every unordered pair (rows of ``vectors`` are L2-normalised templates;
+    a row of NaN is an image without a face). An image whose group is ``""`` (unlabelled) takes part in
+    no pair. Memory stays at ``block`` rows × N scores."""
+    grid = np.asarray(thresholds, dtype=np.float64)
+    if grid.ndim != 1 or grid.size < 1 or np.any(np.diff(grid) <= 0):
+        raise ValueError("thresholds must be strictly increasing")
+    labelled = np.asarray([g != "" for g in groups], dtype=bool)
+    x = np.asarray(vectors, dtype=np.float32)[labelled]
+    identities = [i for i, keep in zip(identities, labelled, strict=True) if keep]
+    groups = [g for g in groups if g != ""]
+    missing = np.isnan(x).any(axis=1)
+    x = np.where(missing[:, None], 0.0, x).astype(np.float32)
+    _, person = np.unique(np.asarray(identities), return_inverse=True)
+    names, group = np.unique(np.asarray(groups), return_inverse=True)
+    n_groups = len(names)
+    # Per pair-of-groups code and per threshold bucket: counts of scores >= each threshold.
+    ge = np.zeros((n_groups * n_groups, grid.size + 1), np.int64)
+    gen_ge = np.zeros((n_groups, grid.size + 1), np.int64)
+    imp_n = np.zeros(n_groups * n_groups, np.int64)
+    gen_n = np.zeros(n_groups, np.int64)
+    n = len(x)
+    for start in range(0, n, block):
+        rows = np.arange(start, min(n, start + block))
+        scores = x[rows] @ x.T  # (b, N)
+        for r_local, i in enumerate(rows):
+            j = np.arange(i + 1, n)
+            if j.size == 0:
+                continue
+            s = scores[r_local, i + 1 :].astype(np.float64)
+            bad = missing[i] | missing[j]
+            s[bad] = -np.inf
+            same = person[j] == person[i]
+            gi, gj = group[i], group[j]
+            lo, hi = np.minimum(gi, gj), np.maximum(gi, gj)
+            code = lo * n_groups + hi
+            bucket = np.searchsorted(grid, s, side="right")  # thresholds <= s
+            imp = ~same & ~bad
+            np.add.at(ge, (code[imp], bucket[imp]), 1)
+            imp_n += np.bincount(code[~same], minlength=n_groups * n_groups)
+            if same.any():
+                np.add.at(gen_ge, (np.full(int(same.sum()), gi), bucket[same]), 1)
+                gen_n[gi] += int(same.sum())
+    # count of scores >= grid[t] = sum of buckets > t
+    at_or_above = np.cumsum(ge[:, ::-1], axis=1)[:, ::-1][:, 1:]
+    gen_above = np.cumsum(gen_ge[:, ::-1], axis=1)[:, ::-1][:, 1:]
+    impostor: dict[str, tuple[npt.NDArray[np.int64], int]] = {}
+    for a in range(n_groups):
+        for b in range(a, n_groups):
+            c = a * n_groups + b
+            if imp_n[c]:
+                key = str(names[a]) if a == b else f"{names[a]}~{names[b]}"
+                impostor[key] = (at_or_above[c].astype(np.int64), int(imp_n[c]))
+    genuine = {
+        str(names[g]): ((gen_n[g] - gen_above[g]).astype(np.int64), int(gen_n[g])) for g in range(n_groups) if gen_n[g]
+    }
+    return PairCounts(tuple(float(t) for t in grid), impostor, genuine)

@@ -21,7 +21,7 @@ from facegate.store.models import GalleryRecord, TemplateRecord
 from facegate.store.repositories import TenantRegistry
 from facegate.tenancy import TenantContext
 from facegate.vision import FaceAnalysis, FacePipeline, decode_image
-from facegate.vision.decode import cv2
+from facegate.vision.decode import BgrImage, cv2
 
 # The injected clock stands still during a test, half an hour ahead of the real time: DynamoDB Local
 # runs TTL expiry on the wall clock, and a rate counter expires two windows after its own ends, so a
@@ -55,10 +55,21 @@ def analyses(pipeline: FacePipeline, johns: dict[str, list[Path]]) -> dict[str, 
 
 @pytest.fixture(scope="module")
 def group_of_six(pipeline: FacePipeline) -> FaceAnalysis:
-    path = datasets.fetch_dlib() / "examples" / "faces" / "2008_002470.jpg"
+    """Eight people of about the same size (dlib's 2008_004176.jpg): every face is comparable."""
+    path = datasets.fetch_dlib() / "examples" / "faces" / "2008_004176.jpg"
     analysis = pipeline.analyse(path.read_bytes())
-    assert len(analysis) == 6
+    assert analysis.face_count == 8
     return analysis
+
+
+def _with_bystander(johns: dict[str, list[Path]], subject: str, bystander: str) -> BgrImage:
+    """One john's photo large in the middle of a grey canvas, another john small in a corner."""
+    canvas = np.full((700, 700, 3), 128, np.uint8)
+    big = np.asarray(cv2.resize(decode_image(johns[subject][1].read_bytes()), (330, 330)))
+    small = np.asarray(cv2.resize(decode_image(johns[bystander][1].read_bytes()), (130, 130)))
+    canvas[185:515, 185:515] = big
+    canvas[30:160, 30:160] = small
+    return canvas
 
 
 @pytest.fixture
@@ -340,6 +351,36 @@ def test_consented_verification_matches_the_right_person_only(
     with pytest.raises(PolicyDeniedError) as one_to_many:
         service.search(bank, "customers", analysis=analyses[names[0]][1])
     assert one_to_many.value.decision.codes == ["request.not_permitted"]  # type: ignore[attr-defined]
+
+
+def test_a_bystander_in_the_probe_is_not_a_crowd_and_the_subject_is_verified(
+    service: FaceService, analyses: dict[str, list[FaceAnalysis]], pipeline: FacePipeline, johns: dict[str, list[Path]]
+) -> None:
+    """GIVEN a probe whose background holds a smaller face of another enrolled person WHEN it is verified
+    against the subject THEN it is not refused as a crowd and matches (the subject's face was embedded)."""
+    bank = TenantContext(tenant_id="examplebank", actor="kyc-service")
+    service.registry.register("examplebank", name="Example Bank", sector="private", country="DE", jurisdiction="DE")
+    service.approve_use_case(
+        OPERATOR,
+        "examplebank",
+        use_case="identity_verification",
+        deployment="online_service",
+        expires_at=START + timedelta(days=365),
+    )
+    service.create_gallery(bank, "customers", name="Customers", use_case="identity_verification")
+    subject, bystander = list(analyses)[:2]
+    for name in (subject, bystander):
+        consent = _consent(service, bank, name, purpose="identity_verification")
+        service.enrol(bank, "customers", subject_id=name, consent_id=consent, analysis=analyses[name][0])
+    probe = pipeline.analyse_image(_with_bystander(johns, subject, bystander))
+    assert len(probe.faces) == 2
+    assert probe.face_count == 1
+
+    same = service.verify(bank, "customers", subject_id=subject, analysis=probe)
+    assert isinstance(same.result, VerifyResult)
+    assert same.result.matched
+    # It is the subject's face that was embedded: the bystander's template does not match it.
+    assert probe.subject_embedding.cosine(analyses[bystander][0].subject_embedding) < same.decision.threshold
 
 
 def test_consent_needs_evidence_and_a_known_purpose(service: FaceService) -> None:

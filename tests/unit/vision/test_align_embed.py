@@ -50,7 +50,7 @@ def test_align_face_puts_eyes_on_the_template(pipeline: FacePipeline, fr_images:
 
 def test_embeddings_are_unit_float32_with_model_version(pipeline: FacePipeline, fr_images: dict[str, Path]) -> None:
     analysis = pipeline.analyse(fr_images["obama"].read_bytes())
-    assert len(analysis) == 1
+    assert analysis.face_count == 1
     emb = analysis.embeddings[0]
     assert emb.vector.dtype == np.float32
     assert emb.vector.shape == (EMBEDDING_DIM,)
@@ -99,5 +99,5 @@ def test_analyse_batch_equals_analyse(pipeline: FacePipeline, fr_images: dict[st
     batch = pipeline.analyse_batch(images)
     for image, got in zip(images, batch, strict=True):
         alone = pipeline.analyse_image(image)
-        assert len(got) == len(alone) == 1
+        assert got.face_count == alone.face_count == 1
         assert got.embeddings[0].cosine(alone.embeddings[0]) == pytest.approx(1.0, abs=1e-4)

@@ -1,17 +1,20 @@
 """Measured error rates per group on a grid of thresholds (``calibration.json``, written by
 ``python -m benchmarks.calibrate``), read back as functions of the threshold.
 
-- FMR per FairFace group (FairFace's own race4 + gender labels) over every within-group impostor pair, the
-  worst group and the overall FMR (every pair, cross-group included);
-- FNMR per gender (LFW's manual labels) over LFW View-2 folds 1–5 genuine pairs, and overall.
+- FMR per gender (LFW's manual labels) over **every cross-person pair** of identity-labelled images,
+  within a group (``F``, ``M``) and across groups (``F~M``), and over every pair;
+- FMR per *predicted* group (LFW, model-predicted race4+gender: noisy, reported, never used to choose);
+- an upper bound on FMR per FairFace group (human-labelled groups, but no identities: one person
+  photographed several times counts as false matches);
+- FNMR per gender over LFW View-2 folds 1–5 genuine pairs, and over every same-person pair.
 
 Between grid points rates are interpolated linearly. **Zero is never reported as a false-match rate**: a
 group's FMR is ``max(k, 3) / n`` for ``k`` false matches in ``n`` pairs, i.e. never below the "rule of
 three" (3/n is the 95% upper bound when no false match is observed in n pairs). Above the grid's last
-threshold the last point's value is returned: 3/n where no false match is left there, otherwise the
-observed rate at the last point (an upper bound, since the FMR can only fall as the threshold rises).
-So the floor also keeps the curve non-increasing, which a bare "3/n only when k = 0" would not
-(1/n at one threshold, 3/n at the next). FNMR is reported as observed and only inside the grid.
+threshold the last point's value is returned. FNMR is reported as observed and only inside the grid.
+
+:meth:`Calibration.threshold_for` turns a target FMR into the one threshold for all groups: the lowest
+grid threshold at which every identity-labelled group's Wilson 95% upper bound is at or below the target.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from facegate.stats import wilson
+
 RESOURCE: Final = "calibration.json"
-SCHEMA: Final = 1
+SCHEMA: Final = 2
 RULE_OF_THREE: Final = 3
 
 IntArray = npt.NDArray[np.int64]
@@ -53,16 +58,30 @@ class Calibration:
         self.thresholds = np.array([r["threshold"] for r in rows], dtype=np.float64)
         if len(rows) < 2 or not np.all(np.diff(self.thresholds) > 0):
             raise ValueError("calibration thresholds must be at least two, strictly increasing")
-        self._fmr = {g: self._counts(rows, "fmr_by_group", g) for g in rows[0]["fmr_by_group"]}
+        self._fmr = self._table(rows, "fmr_by_group")
+        self._fmr_cross = self._table(rows, "fmr_cross_group")
         self._fmr_overall = self._counts(rows, "fmr_overall")
-        self._fnmr = {g: self._counts(rows, "fnmr_by_gender", g) for g in rows[0]["fnmr_by_gender"]}
-        self._fnmr_overall = self._counts(rows, "fnmr_overall")
-        for name, counts in [*self._fmr.items(), ("overall", self._fmr_overall)]:
-            if np.any(np.diff(counts.k) > 0):
-                raise ValueError(f"calibration false matches rise with the threshold ({name}): a corrupt file")
-        for name, counts in [*self._fnmr.items(), ("overall", self._fnmr_overall)]:
-            if np.any(np.diff(counts.k) < 0):
-                raise ValueError(f"calibration false non-matches fall with the threshold ({name}): a corrupt file")
+        self._fmr_predicted = self._table(rows, "fmr_by_predicted_group")
+        self._fmr_upper = self._table(rows, "fmr_upper_bound_by_group")
+        self._fnmr = self._table(rows, "fnmr_by_gender")
+        self._fnmr_every = self._table(rows, "fnmr_every_pair_by_gender")
+        self._fnmr_overall = _Counts(
+            [int(sum(int(c.k[i]) for c in self._fnmr.values())) for i in range(len(rows))],
+            sum(c.n for c in self._fnmr.values()),
+        )
+        fmr_tables = [self._fmr, self._fmr_cross, self._fmr_predicted, self._fmr_upper, {"overall": self._fmr_overall}]
+        for table in fmr_tables:
+            for name, counts in table.items():
+                if np.any(np.diff(counts.k) > 0):
+                    raise ValueError(f"calibration false matches rise with the threshold ({name}): a corrupt file")
+        for table in (self._fnmr, self._fnmr_every):
+            for name, counts in table.items():
+                if np.any(np.diff(counts.k) < 0):
+                    raise ValueError(f"calibration false non-matches fall with the threshold ({name}): a corrupt file")
+
+    @classmethod
+    def _table(cls, rows: list[dict[str, Any]], key: str) -> dict[str, _Counts]:
+        return {g: cls._counts(rows, key, g) for g in rows[0][key]}
 
     @staticmethod
     def _counts(rows: list[dict[str, Any]], key: str, group: str | None = None) -> _Counts:
@@ -116,11 +135,23 @@ class Calibration:
         return float(np.interp(threshold, self.thresholds, counts.k / counts.n))
 
     def fmr_by_group(self, threshold: float) -> dict[str, float]:
-        """False-match rate per FairFace group at ``threshold`` (never below 3/n; see the module docstring)."""
+        """False-match rate per identity-labelled group (within the group) at ``threshold``, never below 3/n."""
         return {g: self._fmr_at(c, threshold) for g, c in self._fmr.items()}
 
+    def fmr_cross_group(self, threshold: float) -> dict[str, float]:
+        """False-match rate between people of different groups (``F~M``), reported apart."""
+        return {g: self._fmr_at(c, threshold) for g, c in self._fmr_cross.items()}
+
+    def fmr_by_predicted_group(self, threshold: float) -> dict[str, float]:
+        """Within predicted race4+gender groups (model predictions, noisy: for rough stratification only)."""
+        return {g: self._fmr_at(c, threshold) for g, c in self._fmr_predicted.items()}
+
+    def fmr_upper_bound_by_group(self, threshold: float) -> dict[str, float]:
+        """FairFace within-group pair rates: an upper bound on FMR (no identities: repeats count as false)."""
+        return {g: self._fmr_at(c, threshold) for g, c in self._fmr_upper.items()}
+
     def worst_group(self, threshold: float) -> str:
-        """The group with the highest false-match rate at ``threshold`` (ties: the first by name)."""
+        """The identity-labelled group with the highest false-match rate at ``threshold`` (ties: first by name)."""
         rates = self.fmr_by_group(threshold)
         return max(sorted(rates), key=lambda g: rates[g])
 
@@ -129,15 +160,53 @@ class Calibration:
         return max(self.fmr_by_group(threshold).values())
 
     def overall_fmr(self, threshold: float) -> float:
-        """False-match rate over every FairFace pair, cross-group included (lower than within-group rates)."""
+        """False-match rate over every identity-labelled pair, cross-group included."""
         return self._fmr_at(self._fmr_overall, threshold)
 
+    def fmr_interval(self, group: str, threshold: float) -> tuple[float, float]:
+        """Wilson 95% interval of an identity-labelled group's FMR at a grid threshold."""
+        counts = self._fmr[group]
+        i = self._grid_index(threshold)
+        return wilson(int(counts.k[i]), counts.n)
+
+    def threshold_for(self, target_fmr: float) -> float:
+        """The lowest grid threshold at which every identity-labelled group's FMR, at the upper end of its
+        Wilson 95% interval, is at or below ``target_fmr``: one threshold for all groups."""
+        if not 0.0 < target_fmr < 1.0:
+            raise ValueError(f"target FMR must be in (0, 1), got {target_fmr}")
+        for i, t in enumerate(self.thresholds):
+            if all(wilson(int(c.k[i]), c.n)[1] <= target_fmr for c in self._fmr.values()):
+                return float(t)
+        raise ValueError(f"no calibrated threshold reaches FMR {target_fmr} for every group")
+
+    def _grid_index(self, threshold: float) -> int:
+        hits = np.nonzero(np.isclose(self.thresholds, threshold, atol=1e-9))[0]
+        if hits.size == 0:
+            raise ValueError(f"threshold {threshold} is not on the calibration grid")
+        return int(hits[0])
+
     def fnmr_by_gender(self, threshold: float) -> dict[str, float]:
-        """False-non-match rate per gender (LFW, manual labels) at ``threshold``, as observed."""
+        """False-non-match rate per gender (LFW View-2 genuine pairs, manual labels) at ``threshold``."""
         return {g: self._fnmr_at(c, threshold) for g, c in self._fnmr.items()}
+
+    def fnmr_every_pair_by_gender(self, threshold: float) -> dict[str, float]:
+        """False-non-match rate per gender over every same-person pair of the LFW development images."""
+        return {g: self._fnmr_at(c, threshold) for g, c in self._fnmr_every.items()}
 
     def overall_fnmr(self, threshold: float) -> float:
         return self._fnmr_at(self._fnmr_overall, threshold)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Pairs measured per table and group (``n``)."""
+        tables = {
+            "fmr_by_group": self._fmr,
+            "fmr_cross_group": self._fmr_cross,
+            "fmr_by_predicted_group": self._fmr_predicted,
+            "fmr_upper_bound_by_group": self._fmr_upper,
+            "fnmr_by_gender": self._fnmr,
+            "fnmr_every_pair_by_gender": self._fnmr_every,
+        }
+        return {name: {g: c.n for g, c in t.items()} for name, t in tables.items()}
 
 
 @cache

@@ -37,6 +37,10 @@ class RateLimit(_Strict):
 class UseCase(_Strict):
     description: str = Field(min_length=10)
     deployments: tuple[str, ...] = Field(min_length=1)
+    target_fmr: float = Field(gt=0.0, le=1e-2)
+    """The false-match rate this use case is run at, for every group: its floor is the lowest calibrated
+    threshold whose identity-labelled FMR (Wilson 95% upper bound) meets it in every group
+    (``facegate.match.Calibration.threshold_for``; a test keeps the two equal)."""
     threshold_floor: float = Field(ge=MIN_THRESHOLD_FLOOR, le=1.0)
     default_threshold: float = Field(le=1.0)
     max_results: int = Field(ge=1, le=50)

@@ -112,14 +112,19 @@ class Enrolment(ServiceBase):
         ``request_id`` (a workflow's, or a bulk job's line) makes it idempotent: the template's id
         derives from it, so a retry returns the template the first attempt stored."""
         decision = self.decide(
-            ctx, Operation.ENROL, gallery_id, face_count=len(analysis), subject_id=subject_id, consent_id=consent_id
+            ctx,
+            Operation.ENROL,
+            gallery_id,
+            face_count=analysis.face_count,
+            subject_id=subject_id,
+            consent_id=consent_id,
         )
         return self.store_template(
             ctx,
             gallery_id,
             subject_id=subject_id,
             consent_id=consent_id,
-            embedding=analysis.embeddings[0],
+            embedding=analysis.subject_embedding,
             decision=decision,
             request_id=request_id,
         )

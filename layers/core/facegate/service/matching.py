@@ -245,7 +245,7 @@ class Matching(ServiceBase):
             ctx,
             Operation.VERIFY,
             gallery_id,
-            face_count=len(analysis),
+            face_count=analysis.face_count,
             subject_id=subject_id,
             threshold=threshold,
             purpose=purpose,
@@ -255,7 +255,7 @@ class Matching(ServiceBase):
             ctx,
             gallery_id,
             decision,
-            analysis.embeddings[0],
+            analysis.subject_embedding,
             subject_id=subject_id,
             purpose=purpose,
             case_reference=case_reference,
@@ -278,11 +278,11 @@ class Matching(ServiceBase):
             ctx,
             Operation.SEARCH,
             gallery_id,
-            face_count=len(analysis),
+            face_count=analysis.face_count,
             threshold=threshold,
             top_k=top_k,
             purpose=purpose,
             case_reference=case_reference,
         )
-        result = self.match(ctx, gallery_id, decision, analysis.embeddings[0], top_k=top_k)
+        result = self.match(ctx, gallery_id, decision, analysis.subject_embedding, top_k=top_k)
         return self._outcome(ctx, gallery_id, decision, result, purpose, case_reference)

@@ -5,25 +5,50 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
+from facegate.errors import InvalidRequestError
 from facegate.models import DETECTOR, EMBEDDER, ModelStore
 from facegate.vision.align import align_face
 from facegate.vision.decode import BgrImage, decode_image
 from facegate.vision.detector import DEFAULT_SCORE_THRESHOLD, Detections, Face, YuNetDetector
 from facegate.vision.embedder import Embedding, SFaceEmbedder
 from facegate.vision.runtime import create_session
+from facegate.vision.subject import subject_faces
 
 
 @dataclass(frozen=True)
 class FaceAnalysis:
-    """Every face found in one image, each with its embedding (same order, highest score first)."""
+    """The faces found in one image, ordered by the subject-face rule (:mod:`facegate.vision.subject`).
+
+    ``faces`` lists the comparable faces first (the subject leading), then the bystanders;
+    ``embeddings`` has one template per *comparable* face, in the same order: bystanders are never
+    embedded. ``face_count`` is what the crowd rule counts."""
 
     width: int
     height: int
     faces: list[Face]
     embeddings: list[Embedding]
 
-    def __len__(self) -> int:
-        return len(self.faces)
+    @property
+    def face_count(self) -> int:
+        """Faces comparable to the subject (the subject included): what the policy's face rules count."""
+        return len(self.embeddings)
+
+    @property
+    def bystanders(self) -> list[Face]:
+        return self.faces[len(self.embeddings) :]
+
+    @property
+    def subject(self) -> Face | None:
+        return self.faces[0] if self.embeddings else None
+
+    @property
+    def subject_embedding(self) -> Embedding:
+        """The subject's template. Call it only once the gate has allowed the face count."""
+        if not self.embeddings:
+            raise InvalidRequestError("no face was detected in the image")
+        return self.embeddings[0]
 
 
 class FacePipeline:
@@ -56,9 +81,16 @@ class FacePipeline:
         crops = [align_face(image, face.landmarks) for face in detections]
         return self.embedder.embed(crops)
 
+    @staticmethod
+    def ordered(image: BgrImage, detections: Detections) -> tuple[Detections, int]:
+        """The detections in the rule's order and how many of them count (the comparable faces)."""
+        rule = subject_faces(detections, image.shape[1], image.shape[0])
+        return detections.select(np.asarray(rule.order, dtype=np.intp)), rule.count
+
     def analyse_image(self, image: BgrImage) -> FaceAnalysis:
-        detections = self.detector.detect(image)
-        return FaceAnalysis(image.shape[1], image.shape[0], list(detections), self.embed_detections(image, detections))
+        ordered, count = self.ordered(image, self.detector.detect(image))
+        embeddings = self.embed_detections(image, ordered.select(np.arange(count, dtype=np.intp)))
+        return FaceAnalysis(image.shape[1], image.shape[0], list(ordered), embeddings)
 
     def analyse(self, data: bytes) -> FaceAnalysis:
         """Decode untrusted bytes (typed errors on bad input), then detect and embed every face."""
@@ -66,11 +98,15 @@ class FacePipeline:
 
     def analyse_batch(self, images: Sequence[BgrImage]) -> list[FaceAnalysis]:
         """Detect in batches, then embed every face of every image in batches (the Batch job's path)."""
-        all_detections = self.detector.detect_batch(images)
-        crops = [align_face(img, f.landmarks) for img, det in zip(images, all_detections, strict=True) for f in det]
+        ruled = [self.ordered(img, det) for img, det in zip(images, self.detector.detect_batch(images), strict=True)]
+        crops = [
+            align_face(img, ordered[k].landmarks)
+            for img, (ordered, count) in zip(images, ruled, strict=True)
+            for k in range(count)
+        ]
         embeddings = self.embedder.embed(crops)
         out, start = [], 0
-        for img, det in zip(images, all_detections, strict=True):
-            out.append(FaceAnalysis(img.shape[1], img.shape[0], list(det), embeddings[start : start + len(det)]))
-            start += len(det)
+        for img, (ordered, count) in zip(images, ruled, strict=True):
+            out.append(FaceAnalysis(img.shape[1], img.shape[0], list(ordered), embeddings[start : start + count]))
+            start += count
         return out

@@ -207,12 +207,16 @@ class FaceBox(_Model):
 
 
 class Detection(_Model):
-    """Detect's output: the face count (what the policy re-check needs) and the best faces' geometry."""
+    """Detect's output: the face count (what the policy re-check needs) and the comparable faces' geometry."""
 
     width: int
     height: int
     face_count: int = Field(ge=0)
+    """Faces comparable to the subject, the subject included (what the crowd rule counts)."""
+    bystander_count: int = Field(default=0, ge=0)
+    """Faces much smaller than the subject or cut by the frame: neither listed, embedded nor counted."""
     faces: tuple[FaceBox, ...]
+    """The comparable faces, subject first (at most ``MAX_FACES_LISTED``)."""
     content_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     """The sha256 of the image's bytes: the face re-check refuses the same image verified against a
     second subject (a hash, never the image)."""

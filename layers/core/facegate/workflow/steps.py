@@ -275,24 +275,34 @@ def _once(
 
 def detect(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, Any]:
     req = WorkflowRequest.parse(event.get("request"))
+    from facegate.vision.subject import subject_faces
+
     image, content = rt.read_image_and_hash(req.image)
     found = detector().detect(image)
+    # The subject-face rule (facegate.vision.subject): the comparable faces, subject first, are what
+    # the re-check counts and Embed embeds; bystanders are only counted apart.
+    rule = subject_faces(found, image.shape[1], image.shape[0])
     faces = tuple(
         FaceBox(
             box=face.box,
             landmarks=tuple((float(x), float(y)) for x, y in face.landmarks),
             score=face.score,
         )
-        for face in list(found)[:MAX_FACES_LISTED]
+        for face in (found[i] for i in rule.comparable[:MAX_FACES_LISTED])
     )
     detection = Detection(
-        width=image.shape[1], height=image.shape[0], face_count=len(found), faces=faces, content_sha256=content
+        width=image.shape[1],
+        height=image.shape[0],
+        face_count=rule.count,
+        bystander_count=len(rule.bystanders),
+        faces=faces,
+        content_sha256=content,
     )
     return detection.model_dump(mode="json")
 
 
 def embed(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, Any]:
-    """The template of the best face (the re-check let through exactly the faces this use case allows)."""
+    """The subject's template (Detect lists the subject first; the re-check let its face count through)."""
     import numpy as np
 
     from facegate.vision.align import align_face
