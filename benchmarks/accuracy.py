@@ -316,7 +316,20 @@ def fairface(pipeline: FacePipeline) -> dict[str, Any]:
     return result
 
 
-SECTIONS = {"johns": johns, "dlib": dlib_recall, "lfw": lfw, "lfw_opencv": lfw_opencv, "fairface": fairface}
+def _targets(pipeline: FacePipeline) -> dict[str, Any]:
+    from benchmarks.targets import targets
+
+    return targets(pipeline)
+
+
+SECTIONS = {
+    "johns": johns,
+    "dlib": dlib_recall,
+    "lfw": lfw,
+    "lfw_opencv": lfw_opencv,
+    "fairface": fairface,
+    "targets": _targets,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,8 @@ import numpy as np
 import numpy.typing as npt
 
 from benchmarks.accuracy import SHARED, read_csv, read_lfw_pairs
-from facegate.evaluation import PairCounts, count_pairs, embed_subject
+from facegate.embedding import MAX_REFERENCES, MODEL_VERSION, Embedding, fuse
+from facegate.evaluation import PairCounts, count_pairs, count_template_impostors, embed_subject
 from facegate.vision import FacePipeline, decode_image
 from facegate.vision.detector import DEFAULT_SCORE_THRESHOLD
 
@@ -80,6 +81,28 @@ def view2_fnmr(
     return summary, counts
 
 
+def fused_impostors(
+    vectors: npt.NDArray[np.float32], rows: list[dict[str, str]]
+) -> tuple[dict[int, dict[str, tuple[npt.NDArray[np.int64], int]]], dict[str, dict[str, int]]]:
+    """FMR of templates fused from r photos (r = 2..5), per gender, on the threshold grid."""
+    by_person: dict[str, list[int]] = {}
+    for i in sorted(range(len(rows)), key=lambda i: rows[i]["path"]):
+        if rows[i]["gender_id"] and not np.isnan(vectors[i]).any():
+            by_person.setdefault(rows[i]["identity"], []).append(i)
+    identities = [r["identity"] for r in rows]
+    genders = [r["gender_id"] for r in rows]
+    out, people = {}, {}
+    for r in range(2, MAX_REFERENCES + 1):
+        owners = [p for p, v in by_person.items() if len(v) >= r]
+        templates = np.stack(
+            [fuse([Embedding(vectors[i], MODEL_VERSION) for i in by_person[p][:r]]).vector for p in owners]
+        )
+        owner_groups = [genders[by_person[p][0]] for p in owners]
+        out[r] = count_template_impostors(templates, owners, owner_groups, vectors, identities, genders, THRESHOLDS)
+        people[str(r)] = {g: owner_groups.count(g) for g in sorted(set(owner_groups))}
+    return out, people
+
+
 def _rows(counts: dict[str, tuple[npt.NDArray[np.int64], int]], i: int) -> dict[str, Any]:
     return {g: _cell(k[i], n) for g, (k, n) in counts.items()}
 
@@ -99,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     by_predicted = count_pairs(lfw, identities, [r["group"] for r in lfw_rows], THRESHOLDS)
     every = count_pairs(lfw, identities, ["all"] * len(lfw_rows), THRESHOLDS)
     v2_summary, v2 = view2_fnmr(lfw, lfw_rows, lfw_root)
+    fused, fused_people = fused_impostors(lfw, lfw_rows)
     print(f"LFW: {len(lfw_rows)} images embedded and every pair counted ({time.perf_counter() - start:.0f} s)")
 
     start = time.perf_counter()
@@ -138,6 +162,11 @@ def main(argv: list[str] | None = None) -> int:
                     "by model predictions (DeepFace, FaRL), noisy, for rough stratification only",
                     "attribution": "Huang et al., Labeled Faces in the Wild, UMass Amherst, 2007",
                     "view2": v2_summary,
+                    "fused_templates": {
+                        "what": "for r = 2..5 photos: each person with >= r photos, the first r fused (mean of unit "
+                        "vectors, renormalised), against every photo of every other person of the same gender",
+                        "people": fused_people,
+                    },
                 },
                 "fairface": {
                     "what": "FairFace validation images, first 2,500 (../shared/data/fairface), no identity labels: "
@@ -161,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                 "fmr_upper_bound_by_group": _rows(ff_counts.within(), i),
                 "fnmr_by_gender": _rows(v2, i),
                 "fnmr_every_pair_by_gender": _rows(by_gender.genuine, i),
+                "fmr_by_references": {str(r): _rows(c, i) for r, c in fused.items()},
             }
             for i, t in enumerate(THRESHOLDS)
         ],

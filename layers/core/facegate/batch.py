@@ -1,10 +1,11 @@
 """The bulk enrolment job (AWS Batch, GPU when there is one): ``python -m facegate.batch``.
 
 The BulkEnrol workflow's PolicyCheck has allowed the tenant to enrol into the gallery; this job then
-reads the manifest (JSON lines: ``subject_id``, ``consent_id``, ``key`` of a photo under the tenant's
-``uploads/`` prefix), decodes the photos, detects and embeds them in batches (CUDA first, CPU as the
-fallback), and enrols each subject through ``FaceService.enrol``, so each template still passes the
-gate (consent for the gallery's use case, exactly one face, limits). A subject that is refused or
+reads the manifest (JSON lines: ``subject_id``, ``consent_id``, and ``key`` of a photo, or ``keys`` of 1 to
+5 photos fused into one template, under the tenant's ``uploads/`` prefix), decodes the photos, detects
+and embeds them in batches (CUDA first, CPU as the fallback), and enrols each subject through
+``FaceService.enrol``, so each template still passes the gate (consent for the gallery's use case,
+exactly one subject face per photo, the capture-quality bars, limits). A subject that is refused or
 whose photo is bad is reported with its reason code and does not stop the others; each photo is
 deleted once handled. The report goes to ``tenants/<tenant>/reports/<request_id>.json``.
 
@@ -21,10 +22,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from facegate.embedding import MAX_REFERENCES
 from facegate.errors import FacegateError, InvalidRequestError, PolicyDeniedError
 from facegate.store.scope import tenant_scope
 from facegate.tenancy import ENTITY_ID, TenantContext
@@ -39,7 +41,23 @@ class ManifestLine(BaseModel):
 
     subject_id: str = Field(pattern=ENTITY_ID.pattern)
     consent_id: str = Field(pattern=ENTITY_ID.pattern)
-    key: str = Field(min_length=1, max_length=1024)
+    key: str | None = Field(default=None, min_length=1, max_length=1024)
+    """One photo of the subject; or ``keys``: several (fused into one template)."""
+    keys: tuple[Annotated[str, Field(min_length=1, max_length=1024)], ...] | None = Field(
+        default=None, min_length=1, max_length=MAX_REFERENCES
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ManifestLine:
+        if (self.key is None) == (self.keys is None):
+            raise ValueError("a line names its photo as 'key' or its photos as 'keys', not both")
+        if self.keys is not None and len(set(self.keys)) != len(self.keys):
+            raise ValueError("a photo is listed twice")
+        return self
+
+    @property
+    def photos(self) -> tuple[str, ...]:
+        return self.keys if self.keys is not None else (self.key or "",)
 
 
 @dataclass
@@ -83,7 +101,7 @@ def parse_manifest(text: str, tenant_id: str) -> list[ManifestLine]:
             line = ManifestLine.model_validate_json(raw)
         except ValidationError as exc:
             raise InvalidRequestError(f"manifest line {number}: {exc.errors()[0]['msg']}") from exc
-        if not line.key.startswith(prefix) or ".." in line.key:
+        if any(not key.startswith(prefix) or ".." in key for key in line.photos):
             raise InvalidRequestError(f"manifest line {number}: the photo must lie under {prefix}")
         lines.append(line)
         if len(lines) > MAX_LINES:
@@ -146,26 +164,40 @@ def _enrol_all(
             if earlier is not None:  # an earlier attempt of this job enrolled this line (and deleted its photo)
                 report.add(number, line.subject_id, "enrolled", template_id=earlier)
                 continue
+            key = ""
             try:
-                images.append(decode_image(s3.get_object(Bucket=bucket, Key=line.key)["Body"].read()))
+                decoded = []
+                for key in line.photos:
+                    decoded.append(decode_image(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+                images.extend(decoded)
                 ready.append((number, line))
             except FacegateError as exc:
                 report.add(number, line.subject_id, "failed", code=exc.code, message=exc.message)
             except s3.exceptions.NoSuchKey:
-                report.add(number, line.subject_id, "failed", code="image.missing", message=f"no object {line.key}")
-        for (number, line), analysis in zip(ready, pipeline.analyse_batch(images) if images else [], strict=True):
+                report.add(number, line.subject_id, "failed", code="image.missing", message=f"no object {key}")
+        analyses = iter(pipeline.analyse_batch(images) if images else [])
+        for number, line in ready:
+            photos = [next(analyses) for _ in line.photos]
             try:
                 enrolled = enrol_paced(
-                    service, ctx, gallery_id, line, analysis, request_id=line_request_id(report.request_id, number)
+                    service,
+                    ctx,
+                    gallery_id,
+                    line,
+                    photos if line.keys is not None else photos[0],
+                    request_id=line_request_id(report.request_id, number),
                 )
-                report.add(number, line.subject_id, "enrolled", template_id=enrolled.template_id)
+                report.add(
+                    number, line.subject_id, "enrolled", template_id=enrolled.template_id, references=len(photos)
+                )
             except PolicyDeniedError as exc:
                 codes = [r.code for r in getattr(exc.decision, "reasons", ())]
                 report.add(number, line.subject_id, "refused", codes=codes)
             except FacegateError as exc:
                 report.add(number, line.subject_id, "failed", code=exc.code, message=exc.message)
         for _, line in chunk:
-            s3.delete_object(Bucket=bucket, Key=line.key)  # photos are transient: templates are what is kept
+            for key in line.photos:
+                s3.delete_object(Bucket=bucket, Key=key)  # photos are transient: templates are what is kept
 
 
 def line_request_id(request_id: str, number: int) -> str:

@@ -13,11 +13,13 @@ import numpy as np
 from facegate import datasets
 from facegate.errors import ImageError
 from facegate.evaluation import embed_subject, johns_chip
-from facegate.models import PUBLISHED_THRESHOLD, ModelStore
+from facegate.models import ModelStore
 from facegate.models.build import build_models
+from facegate.policy.catalog import default_catalog
 from facegate.vision import FacePipeline, decode_image
 
-THRESHOLD = PUBLISHED_THRESHOLD
+# The service's threshold for a search of a bounded gallery (the access-control use case's, FMR 1e-4).
+THRESHOLD = default_catalog().use_cases["access_control"].default_threshold
 
 
 def run_vision_demo() -> int:

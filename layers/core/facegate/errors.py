@@ -58,6 +58,18 @@ class TooManyPixelsError(ImageError):
     code = "image.too_many_pixels"
 
 
+class FaceTooSmallError(ImageError):
+    """The subject's face is too small (or turned too far) to be recognised: retake the photo."""
+
+    code = "image.face_too_small"
+
+
+class LowQualityError(ImageError):
+    """The subject's face is blurred, too dark or overexposed: retake the photo."""
+
+    code = "image.low_quality"
+
+
 # --- models ----------------------------------------------------------------------------------------
 
 
@@ -102,6 +114,12 @@ class InvalidRequestError(FacegateError):
     """A request or workflow input that does not validate (missing field, bad metadata, wrong prefix)."""
 
     code = "request.invalid"
+
+
+class PhotosDisagreeError(InvalidRequestError):
+    """The photos of one enrolment do not show one person."""
+
+    code = "image.photos_disagree"
 
 
 class GalleryNotFoundError(FacegateError):

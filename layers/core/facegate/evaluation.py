@@ -175,3 +175,34 @@ def count_pairs(
         str(names[g]): ((gen_n[g] - gen_above[g]).astype(np.int64), int(gen_n[g])) for g in range(n_groups) if gen_n[g]
     }
     return PairCounts(tuple(float(t) for t in grid), impostor, genuine)
+
+
+def count_template_impostors(
+    templates: npt.NDArray[np.float32],
+    owners: Sequence[str],
+    owner_groups: Sequence[str],
+    vectors: npt.NDArray[np.float32],
+    identities: Sequence[str],
+    groups: Sequence[str],
+    thresholds: Sequence[float],
+) -> dict[str, tuple[npt.NDArray[np.int64], int]]:
+    """False matches of enrolled templates (e.g. fused from several photos) against every photo of every
+    *other* person of the same group: ``{group: (k per threshold, n pairs)}``. Photos without a face
+    (NaN rows) and unlabelled photos take part in no pair."""
+    grid = np.asarray(thresholds, dtype=np.float64)
+    ident = np.asarray(identities)
+    grp = np.asarray(groups)
+    valid = ~np.isnan(vectors).any(axis=1)
+    out: dict[str, tuple[npt.NDArray[np.int64], int]] = {}
+    for g in sorted(set(owner_groups) - {""}):
+        k = np.zeros(grid.size, np.int64)
+        n = 0
+        for t_vec, owner, t_group in zip(templates, owners, owner_groups, strict=True):
+            if t_group != g:
+                continue
+            others = valid & (grp == g) & (ident != owner)
+            s = np.sort(vectors[others] @ t_vec)
+            k += (s.size - np.searchsorted(s, grid, side="left")).astype(np.int64)
+            n += int(s.size)
+        out[g] = (k, n)
+    return out

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from facegate import datasets
-from facegate.errors import ConflictError, ConsentError, PolicyDeniedError
+from facegate.embedding import fuse
+from facegate.errors import ConflictError, ConsentError, InvalidRequestError, PhotosDisagreeError, PolicyDeniedError
 from facegate.match import SearchResult, VerifyResult
 from facegate.service import FaceService
 from facegate.store.models import GalleryRecord, TemplateRecord
@@ -413,3 +414,68 @@ def test_a_tenant_quota_lowers_the_daily_volume(service: FaceService, analyses: 
     with pytest.raises(PolicyDeniedError) as over:
         service.search(PRISON, gallery, analysis=probe, top_k=1, purpose="entry")
     assert over.value.decision.codes == ["request.volume_limited"]  # type: ignore[attr-defined]
+
+
+# --- several photos per person ---------------------------------------------------------------------
+
+
+def test_three_photos_enrol_one_fused_template_that_erasure_removes(
+    service: FaceService, analyses: dict[str, list[FaceAnalysis]]
+) -> None:
+    """GIVEN three photos of one consenting person WHEN enrolled together THEN one template holds their
+    fused embedding (3 references, one model version), the fourth photo verifies against it with the
+    fused template's offset applied, and erasure removes it."""
+    gallery = _prison(service)
+    name = next(iter(analyses))
+    consent = _consent(service, PRISON, name)
+    result = service.enrol(PRISON, gallery, subject_id=name, consent_id=consent, analysis=analyses[name][:3])
+    assert result.references == 3
+    (stored,) = service.templates.in_gallery(PRISON, gallery)
+    assert stored.references == 3
+    expected = fuse([a.subject_embedding for a in analyses[name][:3]])
+    assert stored.embedding.cosine(expected) == pytest.approx(1.0, abs=1e-6)
+    assert service.galleries.get(PRISON, gallery).template_count == 1
+    entry = service.audit.entries(PRISON)[-1]
+    assert entry.action == "template.enrolled"
+    assert entry.details["references"] == 3
+
+    probe = analyses[name][3]
+    outcome = service.verify(PRISON, gallery, subject_id=name, analysis=probe, purpose="entry at gate B")
+    assert isinstance(outcome.result, VerifyResult)
+    offset = service.calibration.reference_offset(3, 1e-4)
+    assert offset > 0
+    assert outcome.result.score == pytest.approx(probe.subject_embedding.cosine(expected) - offset, abs=1e-5)
+    assert outcome.result.matched
+
+    assert service.erase_subject(PRISON, name).templates_deleted == 1
+    assert service.templates.in_gallery(PRISON, gallery) == []
+
+
+def test_photos_of_two_people_are_never_fused(service: FaceService, analyses: dict[str, list[FaceAnalysis]]) -> None:
+    """GIVEN an enrolment whose photos show two different people WHEN it is enrolled THEN it is refused
+    with image.photos_disagree before the gate, and nothing is stored or audited."""
+    gallery = _prison(service)
+    first, second = list(analyses)[:2]
+    consent = _consent(service, PRISON, first)
+    before = len(service.audit.entries(PRISON))
+    photos = [analyses[first][0], analyses[first][1], analyses[second][0]]
+    with pytest.raises(PhotosDisagreeError, match="photo 3"):
+        service.enrol(PRISON, gallery, subject_id=first, consent_id=consent, analysis=photos)
+    assert service.templates.in_gallery(PRISON, gallery) == []
+    assert len(service.audit.entries(PRISON)) == before
+
+
+def test_every_photo_of_an_enrolment_needs_one_subject_face(
+    service: FaceService, analyses: dict[str, list[FaceAnalysis]], group_of_six: FaceAnalysis
+) -> None:
+    gallery = _prison(service)
+    name = next(iter(analyses))
+    consent = _consent(service, PRISON, name)
+    with pytest.raises(PolicyDeniedError) as refused:
+        service.enrol(PRISON, gallery, subject_id=name, consent_id=consent, analysis=[analyses[name][0], group_of_six])
+    assert refused.value.decision.codes == ["request.enrolment_needs_one_face"]  # type: ignore[attr-defined]
+    with pytest.raises(InvalidRequestError, match="1 to 5 photos"):
+        service.enrol(PRISON, gallery, subject_id=name, consent_id=consent, analysis=analyses[name] * 2)
+    with pytest.raises(InvalidRequestError, match="1 to 5 photos"):
+        service.enrol(PRISON, gallery, subject_id=name, consent_id=consent, analysis=[])
+    assert service.templates.in_gallery(PRISON, gallery) == []

@@ -65,11 +65,22 @@ class Calibration:
         self._fmr_upper = self._table(rows, "fmr_upper_bound_by_group")
         self._fnmr = self._table(rows, "fnmr_by_gender")
         self._fnmr_every = self._table(rows, "fnmr_every_pair_by_gender")
+        self._by_references = {
+            int(r): {g: self._counts_nested(rows, r, g) for g in groups}
+            for r, groups in rows[0].get("fmr_by_references", {}).items()
+        }
         self._fnmr_overall = _Counts(
             [int(sum(int(c.k[i]) for c in self._fnmr.values())) for i in range(len(rows))],
             sum(c.n for c in self._fnmr.values()),
         )
-        fmr_tables = [self._fmr, self._fmr_cross, self._fmr_predicted, self._fmr_upper, {"overall": self._fmr_overall}]
+        fmr_tables = [
+            self._fmr,
+            self._fmr_cross,
+            self._fmr_predicted,
+            self._fmr_upper,
+            {"overall": self._fmr_overall},
+            *self._by_references.values(),
+        ]
         for table in fmr_tables:
             for name, counts in table.items():
                 if np.any(np.diff(counts.k) > 0):
@@ -78,6 +89,14 @@ class Calibration:
             for name, counts in table.items():
                 if np.any(np.diff(counts.k) < 0):
                     raise ValueError(f"calibration false non-matches fall with the threshold ({name}): a corrupt file")
+
+    @staticmethod
+    def _counts_nested(rows: list[dict[str, Any]], references: str, group: str) -> _Counts:
+        cells = [r["fmr_by_references"][references][group] for r in rows]
+        n = {c["n"] for c in cells}
+        if len(n) != 1 or min(n) <= 0:
+            raise ValueError(f"calibration fmr_by_references {references} {group}: one positive pair count expected")
+        return _Counts([c["k"] for c in cells], n.pop())
 
     @classmethod
     def _table(cls, rows: list[dict[str, Any]], key: str) -> dict[str, _Counts]:
@@ -169,15 +188,34 @@ class Calibration:
         i = self._grid_index(threshold)
         return wilson(int(counts.k[i]), counts.n)
 
-    def threshold_for(self, target_fmr: float) -> float:
+    def threshold_for(self, target_fmr: float, references: int = 1) -> float:
         """The lowest grid threshold at which every identity-labelled group's FMR, at the upper end of its
-        Wilson 95% interval, is at or below ``target_fmr``: one threshold for all groups."""
+        Wilson 95% interval, is at or below ``target_fmr``: one threshold for all groups. ``references``
+        > 1 asks it for a template fused from that many photos (its impostor scores run higher)."""
         if not 0.0 < target_fmr < 1.0:
             raise ValueError(f"target FMR must be in (0, 1), got {target_fmr}")
+        if references == 1:
+            table = self._fmr
+        elif references in self._by_references:
+            table = self._by_references[references]
+        else:
+            raise ValueError(f"no calibration for templates of {references} references")
         for i, t in enumerate(self.thresholds):
-            if all(wilson(int(c.k[i]), c.n)[1] <= target_fmr for c in self._fmr.values()):
+            if all(wilson(int(c.k[i]), c.n)[1] <= target_fmr for c in table.values()):
                 return float(t)
         raise ValueError(f"no calibrated threshold reaches FMR {target_fmr} for every group")
+
+    def reference_offset(self, references: int, target_fmr: float) -> float:
+        """How much higher a template fused from ``references`` photos must score to keep the same FMR as a
+        single photo at ``target_fmr``: the matcher subtracts it from such a template's cosine."""
+        if references == 1:
+            return 0.0
+        return round(self.threshold_for(target_fmr, references) - self.threshold_for(target_fmr), 6)
+
+    @property
+    def fused_references(self) -> tuple[int, ...]:
+        """The reference counts calibrated for fused templates."""
+        return tuple(sorted(self._by_references))
 
     def _grid_index(self, threshold: float) -> int:
         hits = np.nonzero(np.isclose(self.thresholds, threshold, atol=1e-9))[0]

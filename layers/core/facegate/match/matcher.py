@@ -27,6 +27,10 @@ class GalleryTemplate:
     template_id: str
     subject_id: str
     embedding: Embedding
+    offset: float = 0.0
+    """Subtracted from this template's cosine: a template fused from several photos scores higher
+    against strangers too, and its offset (``Calibration.reference_offset``) keeps its false-match rate
+    at the use case's target. Scores are reported after it."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,7 @@ class Gallery:
             if templates
             else np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
         )
+        self.offsets: npt.NDArray[np.float32] = np.array([t.offset for t in templates], dtype=np.float32)
         # Subject codes follow the sorted subject ids, so ordering by code is ordering by subject id.
         subjects, codes = np.unique(np.array([t.subject_id for t in templates], dtype=str), return_inverse=True)
         self.subject_ids: tuple[str, ...] = tuple(str(s) for s in subjects)
@@ -153,7 +158,7 @@ def verify(probe: Embedding, references: Sequence[GalleryTemplate], *, threshold
     subjects = {r.subject_id for r in references}
     if len(subjects) != 1:
         raise ValueError(f"verification compares with one subject's references, got {len(subjects)} subjects")
-    scores = [probe.cosine(r.embedding) for r in references]
+    scores = [probe.cosine(r.embedding) - r.offset for r in references]
     best = int(np.argmax(scores))
     return VerifyResult(
         subject_id=references[best].subject_id,
@@ -194,7 +199,7 @@ def search(
     gallery = templates if isinstance(templates, Gallery) else Gallery(templates)
     if gallery.model_version is not None and gallery.model_version != probe.model_version:
         raise EmbeddingMismatchError(f"cannot compare {probe.model_version} with {gallery.model_version} templates")
-    scores = gallery.matrix @ probe.vector
+    scores = gallery.matrix @ probe.vector - gallery.offsets
     hits = np.flatnonzero(scores >= threshold)
     hit_scores, hit_codes = scores[hits], gallery.subject_codes[hits]
     # Best template per subject: sort by subject, score descending, gallery order; keep each subject's first.

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from facegate.embedding import Embedding
+from facegate.audit.chain import JSON
+from facegate.embedding import MAX_REFERENCES, Embedding, fuse
 from facegate.errors import (
     ConflictError,
     ConsentError,
     GalleryNotFoundError,
+    InvalidRequestError,
+    PhotosDisagreeError,
     PolicyDeniedError,
     WriteConditionError,
 )
@@ -33,7 +37,25 @@ from facegate.service.records import (
     FACES,
     REQUEST_RETENTION,
     EnrolResult,
+    require_quality,
 )
+
+
+def check_same_person(embeddings: Sequence[Embedding]) -> None:
+    """Refuse photos that do not show one person: each against the others fused must reach SFace's
+    published operating point (a loose bar: two photos of one person rarely fall below it)."""
+    from facegate.models import PUBLISHED_THRESHOLD
+
+    if len(embeddings) < 2:
+        return
+    for i, e in enumerate(embeddings):
+        others = fuse([o for j, o in enumerate(embeddings) if j != i])
+        score = e.cosine(others)
+        if score < PUBLISHED_THRESHOLD:
+            raise PhotosDisagreeError(
+                f"photo {i + 1} does not show the same person as the others (cosine {score:.3f} < "
+                f"{PUBLISHED_THRESHOLD}): enrol photos of one person only"
+            )
 
 
 class Enrolment(ServiceBase):
@@ -104,29 +126,40 @@ class Enrolment(ServiceBase):
         *,
         subject_id: str,
         consent_id: str,
-        analysis: FaceAnalysis,
+        analysis: FaceAnalysis | Sequence[FaceAnalysis],
         request_id: str | None = None,
     ) -> EnrolResult:
-        """Store one template of a consenting subject. Exactly one face; consent for the gallery's use case.
+        """Store one template of a consenting subject from one photo or several (up to
+        ``MAX_REFERENCES``, fused into one template). Each photo shows exactly one subject face; consent
+        for the gallery's use case.
+
+        Several photos must show one person: each is compared with the others fused, and a photo
+        below SFace's published operating point against them is refused (``image.photos_disagree``)
+        before the gate decides, so two people can never be fused into one template.
 
         ``request_id`` (a workflow's, or a bulk job's line) makes it idempotent: the template's id
         derives from it, so a retry returns the template the first attempt stored."""
+        photos = [analysis] if not isinstance(analysis, Sequence) else list(analysis)
+        if not 1 <= len(photos) <= MAX_REFERENCES:
+            raise InvalidRequestError(f"an enrolment takes 1 to {MAX_REFERENCES} photos, got {len(photos)}")
+        counts = [p.face_count for p in photos]
+        face_count = next((c for c in counts if c != 1), 1)
+        if face_count == 1:
+            for photo in photos:
+                require_quality(photo)
+            check_same_person([p.subject_embedding for p in photos])
         decision = self.decide(
-            ctx,
-            Operation.ENROL,
-            gallery_id,
-            face_count=analysis.face_count,
-            subject_id=subject_id,
-            consent_id=consent_id,
+            ctx, Operation.ENROL, gallery_id, face_count=face_count, subject_id=subject_id, consent_id=consent_id
         )
         return self.store_template(
             ctx,
             gallery_id,
             subject_id=subject_id,
             consent_id=consent_id,
-            embedding=analysis.subject_embedding,
+            embedding=fuse([p.subject_embedding for p in photos]),
             decision=decision,
             request_id=request_id,
+            references=len(photos),
         )
 
     def store_template(
@@ -140,6 +173,7 @@ class Enrolment(ServiceBase):
         decision: Decision,
         request_id: str | None = None,
         transient_ref: str | None = None,
+        references: int = 1,
     ) -> EnrolResult:
         """Write the template an allowed enrol decision covers (and delete the probe's short-lived
         template, ``transient_ref``, in the same transaction), in one transaction with everything it
@@ -171,6 +205,7 @@ class Enrolment(ServiceBase):
                     existing.expires_at,
                     existing.embedding.model_version,
                     decision,
+                    existing.references,
                 )
         if consent is None or not consent.valid_for(gallery.use_case, now):
             raise ConsentError("the consent was withdrawn or expired before the template was stored")
@@ -187,6 +222,7 @@ class Enrolment(ServiceBase):
             request_key=request_key,
             now=now,
             consent_purpose=gallery.use_case,
+            references=references,
         )
         if spec is not None:  # the tenant's total under this use case, capped in the same transaction
             writes.append(
@@ -197,6 +233,7 @@ class Enrolment(ServiceBase):
             "subject_id": stored.subject_id,
             "expires_at": expires_at.isoformat(),
             "model_version": embedding.model_version,
+            "references": references,
         }
         if request_id is not None:
             _, row = self.requests.put_write(
@@ -213,12 +250,13 @@ class Enrolment(ServiceBase):
             writes.append(row)
         if transient_ref is not None:
             writes.append(self.transient.delete_write(ctx, transient_ref))
-        details = {
+        details: dict[str, JSON] = {
             "gallery_id": gallery_id,
             "subject_id": subject_id,
             "template_id": stored.template_id,
             "consent_id": consent_id,
             "model_version": embedding.model_version,
+            "references": references,
             "expires_at": expires_at.isoformat(),
             "policy": decision.policy_version,
             **({"request_id": request_id} if request_id else {}),
@@ -236,10 +274,13 @@ class Enrolment(ServiceBase):
                         again.expires_at,
                         again.embedding.model_version,
                         decision,
+                        again.references,
                     )
             if "consent" in exc.names:
                 raise ConsentError("the consent was withdrawn or expired before the template was stored") from exc
             if "gallery_capacity" in exc.names or f"total:{Totals.TEMPLATES}:{gallery.use_case}" in exc.names:
                 raise ConflictError("the gallery is full (or was deleted) before the template was stored") from exc
             raise
-        return EnrolResult(stored.template_id, gallery_id, subject_id, expires_at, embedding.model_version, decision)
+        return EnrolResult(
+            stored.template_id, gallery_id, subject_id, expires_at, embedding.model_version, decision, references
+        )

@@ -34,6 +34,7 @@ from facegate.service.records import (
     declared,
     no_match,
     reference,
+    require_quality,
 )
 
 
@@ -62,7 +63,7 @@ class Matching(ServiceBase):
             if subject_id is None:
                 raise GalleryNotFoundError("A verification names the subject to verify against.")
             references = [
-                reference(t)
+                reference(t, self._offset(t.references, decision.use_case))
                 for t in self.templates.of_subject(ctx, check_entity_id(subject_id, "subject"), gallery_id=gallery_id)
                 if t.expires_at > self.clock()
             ]
@@ -72,8 +73,19 @@ class Matching(ServiceBase):
             return verify(probe, references, threshold=decision.threshold)
         if decision.operation != Operation.SEARCH.value:
             raise PolicyDeniedError("matching needs an allowed verify or search decision", decision)
-        templates = [reference(t) for t in self.templates.in_gallery(ctx, gallery_id, now=self.clock())]
+        templates = [
+            reference(t, self._offset(t.references, decision.use_case))
+            for t in self.templates.in_gallery(ctx, gallery_id, now=self.clock())
+        ]
         return search(probe, templates, threshold=decision.threshold, top_k=top_k, calibration=self.calibration)
+
+    def _offset(self, references: int, use_case: str | None) -> float:
+        """What a template fused from ``references`` photos gives up so its false-match rate stays at the
+        use case's target (0 for a single photo)."""
+        spec = self._use_case(use_case) if use_case is not None and references != 1 else None
+        if spec is None:
+            return 0.0
+        return self.calibration.reference_offset(references, spec.target_fmr)
 
     def _refuse_a_sweep(
         self,
@@ -241,6 +253,8 @@ class Matching(ServiceBase):
         case_reference: str | None = None,
     ) -> MatchOutcome:
         """1:1: is the person in the probe the enrolled ``subject_id``?"""
+        if analysis.face_count:
+            require_quality(analysis)
         decision = self.decide(
             ctx,
             Operation.VERIFY,
@@ -274,6 +288,8 @@ class Matching(ServiceBase):
         case_reference: str | None = None,
     ) -> MatchOutcome:
         """1:N over one of the caller's galleries: open set, capped, with the expected false candidates."""
+        if analysis.face_count:
+            require_quality(analysis)
         decision = self.decide(
             ctx,
             Operation.SEARCH,

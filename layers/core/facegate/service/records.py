@@ -19,7 +19,7 @@ from facegate.store.repositories import (
 )
 
 if TYPE_CHECKING:  # the vision stack (onnxruntime, OpenCV) stays out of the non-vision functions
-    pass
+    from facegate.vision.pipeline import FaceAnalysis
 
 
 DEFAULT_RETENTION: Final = timedelta(days=3 * 365)
@@ -49,6 +49,8 @@ class EnrolResult:
     expires_at: datetime
     model_version: str
     decision: Decision
+    references: int = 1
+    """Photos fused into the template."""
 
 
 @dataclass(frozen=True)
@@ -119,8 +121,8 @@ def declared(text: str | None, what: str) -> str | None:
     return value or None
 
 
-def reference(t: StoredTemplate) -> GalleryTemplate:
-    return GalleryTemplate(template_id=t.template_id, subject_id=t.subject_id, embedding=t.embedding)
+def reference(t: StoredTemplate, offset: float = 0.0) -> GalleryTemplate:
+    return GalleryTemplate(template_id=t.template_id, subject_id=t.subject_id, embedding=t.embedding, offset=offset)
 
 
 def no_match(result: VerifyResult | SearchResult) -> bool:
@@ -129,3 +131,11 @@ def no_match(result: VerifyResult | SearchResult) -> bool:
 
 def denial_text(decision: Decision) -> str:
     return "Refused: " + "; ".join(f"{r.code} ({r.message})" for r in decision.reasons)
+
+
+def require_quality(analysis: FaceAnalysis) -> None:
+    """The capture-quality bars (``facegate.vision.quality``) on the subject's face of a photo."""
+    if analysis.quality is not None:
+        from facegate.vision.quality import require
+
+        require(analysis.quality)

@@ -106,6 +106,8 @@ class TemplateRecord(Model):
     subject_id = UnicodeAttribute()
     embedding = BinaryAttribute(legacy_encoding=False)
     model_version = UnicodeAttribute()
+    references = NumberAttribute(default=1)
+    """Photos fused into this template (1 to ``facegate.embedding.MAX_REFERENCES``)."""
     consent_id = UnicodeAttribute()
     created_at = UTCDateTimeAttribute()
     expires_at = TTLAttribute()

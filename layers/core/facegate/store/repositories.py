@@ -305,6 +305,8 @@ class StoredTemplate:
     consent_id: str
     embedding: Embedding
     expires_at: datetime
+    references: int = 1
+    """Photos fused into the template."""
 
 
 def _template(r: TemplateRecord) -> StoredTemplate:
@@ -315,6 +317,7 @@ def _template(r: TemplateRecord) -> StoredTemplate:
         consent_id=r.consent_id,
         embedding=Embedding.from_bytes(r.embedding, r.model_version),
         expires_at=r.expires_at,
+        references=int(r.references or 1),
     )
 
 
@@ -341,6 +344,7 @@ class Templates:
         request_key: str,
         now: datetime,
         consent_purpose: str | None = None,
+        references: int = 1,
     ) -> tuple[StoredTemplate, list[Write]]:
         """The writes that store one template: the template (only if its id is free), the gallery's
         count (only while under the cap) and, with ``consent_purpose``, a check that the consent is
@@ -356,6 +360,7 @@ class Templates:
             subject_id=subject,
             embedding=embedding.to_bytes(),
             model_version=embedding.model_version,
+            references=references,
             consent_id=consent_id,
             created_at=now,
             expires_at=expires_at,

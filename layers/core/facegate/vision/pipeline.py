@@ -13,6 +13,7 @@ from facegate.vision.align import align_face
 from facegate.vision.decode import BgrImage, decode_image
 from facegate.vision.detector import DEFAULT_SCORE_THRESHOLD, Detections, Face, YuNetDetector
 from facegate.vision.embedder import Embedding, SFaceEmbedder
+from facegate.vision.quality import Quality, assess
 from facegate.vision.runtime import create_session
 from facegate.vision.subject import subject_faces
 
@@ -29,6 +30,8 @@ class FaceAnalysis:
     height: int
     faces: list[Face]
     embeddings: list[Embedding]
+    quality: Quality | None = None
+    """The subject's capture quality (:mod:`facegate.vision.quality`); ``None`` when no face was found."""
 
     @property
     def face_count(self) -> int:
@@ -90,7 +93,7 @@ class FacePipeline:
     def analyse_image(self, image: BgrImage) -> FaceAnalysis:
         ordered, count = self.ordered(image, self.detector.detect(image))
         embeddings = self.embed_detections(image, ordered.select(np.arange(count, dtype=np.intp)))
-        return FaceAnalysis(image.shape[1], image.shape[0], list(ordered), embeddings)
+        return FaceAnalysis(image.shape[1], image.shape[0], list(ordered), embeddings, _quality(image, ordered))
 
     def analyse(self, data: bytes) -> FaceAnalysis:
         """Decode untrusted bytes (typed errors on bad input), then detect and embed every face."""
@@ -107,6 +110,13 @@ class FacePipeline:
         embeddings = self.embedder.embed(crops)
         out, start = [], 0
         for img, (ordered, count) in zip(images, ruled, strict=True):
-            out.append(FaceAnalysis(img.shape[1], img.shape[0], list(ordered), embeddings[start : start + count]))
+            analysis = FaceAnalysis(
+                img.shape[1], img.shape[0], list(ordered), embeddings[start : start + count], _quality(img, ordered)
+            )
+            out.append(analysis)
             start += count
         return out
+
+
+def _quality(image: BgrImage, ordered: Detections) -> Quality | None:
+    return assess(image, ordered.landmarks[0]) if len(ordered) else None

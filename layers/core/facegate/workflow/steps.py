@@ -311,8 +311,12 @@ def embed(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, 
     detection = Detection.model_validate(event.get("detection"))
     if not detection.faces:
         raise InvalidRequestError("Embed needs a detected face")
+    from facegate.vision.quality import assess, require
+
     image = rt.read_image(req.image)
-    crop = align_face(image, np.asarray(detection.faces[0].landmarks, dtype=np.float32))
+    landmarks = np.asarray(detection.faces[0].landmarks, dtype=np.float32)
+    require(assess(image, landmarks))  # measured again here, never taken from the state
+    crop = align_face(image, landmarks)
     embedding = embedder().embed([crop])[0]
     with tenant_scope(req.tenant_id):  # the template stays under the tenant's key, out of the state
         rt.service.transient.put(req.ctx, req.request_id, embedding, rt.service.clock())
