@@ -115,6 +115,21 @@ def _consent(
     return consent.consent_id
 
 
+def _bank(service: FaceService) -> TenantContext:
+    """A bank approved for consented 1:1 verification, with its customers' gallery."""
+    bank = TenantContext(tenant_id="examplebank", actor="kyc-service")
+    service.registry.register("examplebank", name="Example Bank", sector="private", country="DE", jurisdiction="DE")
+    service.approve_use_case(
+        OPERATOR,
+        "examplebank",
+        use_case="identity_verification",
+        deployment="online_service",
+        expires_at=START + timedelta(days=365),
+    )
+    service.create_gallery(bank, "customers", name="Customers", use_case="identity_verification")
+    return bank
+
+
 def _enrol_all(service: FaceService, ctx: TenantContext, gallery: str, analyses: dict[str, list[FaceAnalysis]]) -> None:
     for name, items in analyses.items():
         consent_id = _consent(service, ctx, name)
@@ -326,16 +341,7 @@ def test_an_expired_approval_refuses_searches_but_not_erasure(
 def test_consented_verification_matches_the_right_person_only(
     service: FaceService, analyses: dict[str, list[FaceAnalysis]]
 ) -> None:
-    bank = TenantContext(tenant_id="examplebank", actor="kyc-service")
-    service.registry.register("examplebank", name="Example Bank", sector="private", country="DE", jurisdiction="DE")
-    service.approve_use_case(
-        OPERATOR,
-        "examplebank",
-        use_case="identity_verification",
-        deployment="online_service",
-        expires_at=START + timedelta(days=365),
-    )
-    service.create_gallery(bank, "customers", name="Customers", use_case="identity_verification")
+    bank = _bank(service)
     names = list(analyses)
     for name in names:
         consent = _consent(service, bank, name, purpose="identity_verification")
@@ -359,16 +365,7 @@ def test_a_bystander_in_the_probe_is_not_a_crowd_and_the_subject_is_verified(
 ) -> None:
     """GIVEN a probe whose background holds a smaller face of another enrolled person WHEN it is verified
     against the subject THEN it is not refused as a crowd and matches (the subject's face was embedded)."""
-    bank = TenantContext(tenant_id="examplebank", actor="kyc-service")
-    service.registry.register("examplebank", name="Example Bank", sector="private", country="DE", jurisdiction="DE")
-    service.approve_use_case(
-        OPERATOR,
-        "examplebank",
-        use_case="identity_verification",
-        deployment="online_service",
-        expires_at=START + timedelta(days=365),
-    )
-    service.create_gallery(bank, "customers", name="Customers", use_case="identity_verification")
+    bank = _bank(service)
     subject, bystander = list(analyses)[:2]
     for name in (subject, bystander):
         consent = _consent(service, bank, name, purpose="identity_verification")
