@@ -249,6 +249,44 @@ def test_a_non_image_upload_ends_in_a_recorded_failure_with_no_partial_rows(
     assert not cloud.object_exists(ref)
 
 
+def _small(image: np.ndarray, scale: float) -> np.ndarray:
+    small = np.asarray(cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA))
+    canvas = np.full((240, 240, 3), 128, np.uint8)
+    canvas[60 : 60 + small.shape[0], 60 : 60 + small.shape[1]] = small
+    return canvas
+
+
+@pytest.mark.parametrize(
+    ("label", "code"),
+    [("blurred", "image.low_quality"), ("small", "image.face_too_small")],
+)
+def test_a_poor_capture_is_refused_with_a_retake_hint_and_stores_nothing(
+    cloud: LocalCloud, service: FaceService, people: dict[str, list[Path]], label: str, code: str
+) -> None:
+    """GIVEN a probe whose only face is blurred (σ 5 px) or tiny (eyes 15 px apart) WHEN it is searched
+    THEN Embed refuses it from the image itself: a recorded failure with the quality code and a hint,
+    no template, the probe deleted; and an enrolment of it stores nothing."""
+    chip = johns_chip(next(iter(people.values()))[8])
+    image = cv2.GaussianBlur(chip, (0, 0), 5) if label == "blurred" else _small(chip, 0.25)
+    templates_before = _templates()
+    ref, run = _probe(cloud, _png(np.asarray(image)))
+
+    assert run.status == "FAILED"
+    assert "Embed" in run.path
+    row = _request_row(ref)
+    assert row.status == "failed"
+    (reason,) = row.result["reasons"]
+    assert reason["code"] == code
+    assert "retake" in reason["message"] or "hold the camera" in reason["message"]
+    assert _templates() == templates_before
+    assert not cloud.object_exists(ref)
+
+    enrol = _enrol(cloud, service, f"poor-{label}", _png(np.asarray(image)))
+    assert enrol.status == "FAILED"
+    assert enrol.path[-2:] == ["RecordFailure", "Failed"]
+    assert _templates() == templates_before
+
+
 def test_unknown_probe_metadata_is_a_recorded_failure(cloud: LocalCloud, service: FaceService) -> None:
     ref, run = _probe(cloud, b"irrelevant", colour="blue")
 
