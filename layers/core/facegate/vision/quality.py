@@ -2,7 +2,8 @@
 
 Measured on LFW View-2 genuine pairs with one photo degraded, and on natural LFW and FairFace photos for
 the refusal rate per group (``docs/decisions.md`` "Capture quality"). Each bar refuses almost no natural
-photo (LFW: 0.06% of women's, 0.13% of men's) and most of the photos that fail:
+photo (LFW: 0.06% of women's, 0.11% of men's; FairFace 0.6–2.7% per group, mostly turned heads; figures
+from ``python -m benchmarks.quality``) and most of the photos that fail:
 
 - **Inter-eye distance below 16 px** (``image.face_too_small``): FNMR at 0.46 rose from 5.5% at full size
   to 7.4% at 16 px, 10.7% at 14 and 21.7% at 10. On FairFace the faces it refuses are mostly turned
