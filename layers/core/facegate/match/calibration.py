@@ -58,6 +58,7 @@ class Calibration:
         self.thresholds = np.array([r["threshold"] for r in rows], dtype=np.float64)
         if len(rows) < 2 or not np.all(np.diff(self.thresholds) > 0):
             raise ValueError("calibration thresholds must be at least two, strictly increasing")
+        self._offsets: dict[tuple[int, float], float] = {}
         self._fmr = self._table(rows, "fmr_by_group")
         self._fmr_cross = self._table(rows, "fmr_cross_group")
         self._fmr_overall = self._counts(rows, "fmr_overall")
@@ -66,7 +67,7 @@ class Calibration:
         self._fnmr = self._table(rows, "fnmr_by_gender")
         self._fnmr_every = self._table(rows, "fnmr_every_pair_by_gender")
         self._by_references = {
-            int(r): {g: self._counts_nested(rows, r, g) for g in groups}
+            int(r): {g: self._counts(rows, "fmr_by_references", r, g) for g in groups}
             for r, groups in rows[0].get("fmr_by_references", {}).items()
         }
         self._fnmr_overall = _Counts(
@@ -90,24 +91,22 @@ class Calibration:
                 if np.any(np.diff(counts.k) < 0):
                     raise ValueError(f"calibration false non-matches fall with the threshold ({name}): a corrupt file")
 
-    @staticmethod
-    def _counts_nested(rows: list[dict[str, Any]], references: str, group: str) -> _Counts:
-        cells = [r["fmr_by_references"][references][group] for r in rows]
-        n = {c["n"] for c in cells}
-        if len(n) != 1 or min(n) <= 0:
-            raise ValueError(f"calibration fmr_by_references {references} {group}: one positive pair count expected")
-        return _Counts([c["k"] for c in cells], n.pop())
-
     @classmethod
     def _table(cls, rows: list[dict[str, Any]], key: str) -> dict[str, _Counts]:
         return {g: cls._counts(rows, key, g) for g in rows[0][key]}
 
     @staticmethod
-    def _counts(rows: list[dict[str, Any]], key: str, group: str | None = None) -> _Counts:
-        cells = [r[key] if group is None else r[key][group] for r in rows]
+    def _counts(rows: list[dict[str, Any]], *path: str) -> _Counts:
+        """One cell per threshold, found under ``path`` in each row (e.g. ``fmr_by_group``, ``F``)."""
+        cells = []
+        for row in rows:
+            cell = row
+            for key in path:
+                cell = cell[key]
+            cells.append(cell)
         n = {c["n"] for c in cells}
         if len(n) != 1 or min(n) <= 0:
-            raise ValueError(f"calibration {key} {group or ''}: the pair count must be one positive number")
+            raise ValueError(f"calibration {' '.join(path)}: the pair count must be one positive number")
         return _Counts([c["k"] for c in cells], n.pop())
 
     @classmethod
@@ -207,10 +206,14 @@ class Calibration:
 
     def reference_offset(self, references: int, target_fmr: float) -> float:
         """How much higher a template fused from ``references`` photos must score to keep the same FMR as a
-        single photo at ``target_fmr``: the matcher subtracts it from such a template's cosine."""
+        single photo at ``target_fmr``: the matcher subtracts it from such a template's cosine. Computed
+        once per pair (a search asks it for every fused template of the gallery)."""
         if references == 1:
             return 0.0
-        return round(self.threshold_for(target_fmr, references) - self.threshold_for(target_fmr), 6)
+        key = (references, target_fmr)
+        if key not in self._offsets:
+            self._offsets[key] = round(self.threshold_for(target_fmr, references) - self.threshold_for(target_fmr), 6)
+        return self._offsets[key]
 
     @property
     def fused_references(self) -> tuple[int, ...]:

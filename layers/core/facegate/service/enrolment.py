@@ -20,6 +20,7 @@ from facegate.errors import (
     PolicyDeniedError,
     WriteConditionError,
 )
+from facegate.models import PUBLISHED_THRESHOLD
 from facegate.policy import Decision, Operation
 from facegate.store.repositories import (
     Consent,
@@ -44,8 +45,6 @@ from facegate.service.records import (
 def check_same_person(embeddings: Sequence[Embedding]) -> None:
     """Refuse photos that do not show one person: each against the others fused must reach SFace's
     published operating point (a loose bar: two photos of one person rarely fall below it)."""
-    from facegate.models import PUBLISHED_THRESHOLD
-
     if len(embeddings) < 2:
         return
     for i, e in enumerate(embeddings):

@@ -65,14 +65,16 @@ class Quality:
 
 
 def assess(image: BgrImage, landmarks: npt.ArrayLike) -> Quality:
-    """Measure the face with these 5 landmarks (right eye, left eye, nose, mouth corners)."""
+    """Measure the face with these 5 landmarks (right eye, left eye, nose, mouth corners).
+
+    Which crop pixels come from inside the image is found by mapping the crop's grid back through the
+    alignment (the same pixels a warped image-sized mask would mark, without allocating one)."""
     points = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
     eye_distance = float(np.hypot(*(points[1] - points[0])))
     matrix = similarity_transform(points)
     grey = np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), dtype=np.uint8)
     crop = np.asarray(cv2.warpAffine(grey, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR), dtype=np.uint8)
-    inside = np.full(grey.shape, 255, np.uint8)
-    valid = np.asarray(cv2.warpAffine(inside, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_NEAREST)) > 0
+    valid = _from_inside(matrix, image.shape[1], image.shape[0])
     region = valid[INNER]
     # The Laplacian only where its 3×3 support lies inside the image.
     support = np.asarray(cv2.erode(valid.astype(np.uint8), np.ones((3, 3), np.uint8)), dtype=bool)[INNER]
@@ -86,6 +88,15 @@ def assess(image: BgrImage, landmarks: npt.ArrayLike) -> Quality:
         float(pixels.mean()),
         float((pixels > BLOWN_OUT_LEVEL).mean()),
     )
+
+
+def _from_inside(matrix: npt.NDArray[np.float64], width: int, height: int) -> npt.NDArray[np.bool_]:
+    """Which crop pixels the alignment samples from inside a ``width`` × ``height`` image."""
+    inverse = cv2.invertAffineTransform(matrix)
+    ys, xs = np.mgrid[0:CROP_SIZE, 0:CROP_SIZE]
+    sx = inverse[0, 0] * xs + inverse[0, 1] * ys + inverse[0, 2]
+    sy = inverse[1, 0] * xs + inverse[1, 1] * ys + inverse[1, 2]
+    return np.asarray((sx >= -0.5) & (sx < width - 0.5) & (sy >= -0.5) & (sy < height - 0.5))
 
 
 def require(quality: Quality) -> None:
