@@ -1,4 +1,4 @@
-"""Measuring accuracy per person and per group, at one fixed operating threshold.
+"""Error counts over pairs of a labelled set, per group, at one fixed operating threshold.
 
 Used by the regression tests and ``benchmarks/accuracy.py``. Following NIST FRVT practice, error rates
 are reported per group at a single threshold (never a threshold tuned per group), with a Wilson 95%

@@ -1,0 +1,29 @@
+"""Measuring accuracy per person and per group, through the product's own path.
+
+- :mod:`.pairs`: error counts over every pair of a labelled set, per group, at one fixed threshold for all
+  groups (NIST FRVT practice), and the helpers the regression tests and benchmarks share.
+"""
+
+from facegate.evaluation.pairs import (
+    JOHNS_BORDER,
+    PairCounts,
+    VerificationStats,
+    all_pairs,
+    count_pairs,
+    count_template_impostors,
+    embed_subject,
+    johns_chip,
+    verification_stats,
+)
+
+__all__ = [
+    "JOHNS_BORDER",
+    "PairCounts",
+    "VerificationStats",
+    "all_pairs",
+    "count_pairs",
+    "count_template_impostors",
+    "embed_subject",
+    "johns_chip",
+    "verification_stats",
+]
