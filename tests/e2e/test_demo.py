@@ -41,15 +41,17 @@ def test_the_cloud_demo_runs_the_whole_service_and_explains_it(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """GIVEN the source tree WHEN `facegate local demo` (the README's `make demo`) runs THEN the prison is
-    approved and the city refused with reasons, 5 people are enrolled through the Enrol workflow, a probe runs
-    the whole Recognize path to a result awaiting review, and the crowd, cross-tenant and burst probes are
-    refused with their reason codes; the audit chain verifies and no image is left behind."""
+    approved and the city refused with reasons, 5 people are enrolled through the Enrol workflow (one from
+    3 photos fused into one template), a probe runs the whole Recognize path to a result awaiting review,
+    and the crowd, cross-tenant and burst probes are refused with their reason codes; the audit chain
+    verifies and no image is left behind."""
     monkeypatch.chdir(Path(__file__).resolve().parents[2])
     assert main(["local", "demo"]) == 0
     out = capsys.readouterr().out
     assert "REFUSED   capital-city" in out
     assert "never.public_space_identification" in out
     assert "5 templates stored" in out
+    assert "the template fuses 3 references" in out
     assert "Detect -> FaceCheck -> IsFaceAllowed -> Embed -> Match -> NeedsReview -> AwaitingReview" in out
     assert "review: pending" in out
     assert "REFUSED: request.crowd_probe" in out

@@ -41,6 +41,7 @@ from facegate.workflow.models import (
     StateError,
     WorkflowRequest,
     object_created,
+    photo_ref,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,14 +101,23 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_"))
 
 
+def _tasks(machine: dict[str, Any], selector: dict[str, Any] | None = None) -> Iterator[tuple[dict[str, Any], Any]]:
+    """Every Task state with what it is given: its Parameters, or inside a Map (when it has none) the
+    Map's ItemSelector, which builds each iteration's input."""
+    for state in machine["States"].values():
+        if state.get("Type") == "Task":
+            yield state, state.get("Parameters", selector or {})
+        if state.get("Type") == "Map":
+            yield from _tasks(state.get("ItemProcessor") or state["Iterator"], state.get("ItemSelector"))
+
+
 def _task_parameters() -> dict[str, list[dict[str, Any]]]:
-    """For each function, the Parameters of every ASL Task state that invokes it."""
+    """For each function, the Parameters of every ASL Task state that invokes it (nested ones too)."""
     found: dict[str, list[dict[str, Any]]] = {}
     for asl in sorted(ASL_DIR.glob("*.asl.json")):
-        for state in _load(asl)["States"].values():
+        for state, params in _tasks(_load(asl)):
             m = re.fullmatch(r"\$\{(\w+)FunctionArn\}", str(state.get("Resource", "")))
-            params = state.get("Parameters", {})
-            if state.get("Type") == "Task" and m and params not in found.setdefault(m[1], []):
+            if m and params not in found.setdefault(m[1], []):
                 found[m[1]].append(params)
     return found
 
@@ -202,7 +212,8 @@ def test_requests_parse_and_keep_the_same_tenant_gallery_and_people(path: Path) 
                 assert req.image == object_created(raw_event)
         else:
             assert req.operation == "enrol"
-            assert req.image.key.startswith(f"tenants/{TENANT}/uploads/{GALLERY}/")
+            assert req.photos[0] == req.image
+            assert all(p.key.startswith(f"tenants/{TENANT}/uploads/{GALLERY}/") for p in req.photos)
 
 
 # --- decisions -----------------------------------------------------------------------------------------
@@ -298,20 +309,32 @@ def test_the_refusal_is_the_crowd_probe() -> None:
 # --- probe templates, detections, errors ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", _with("probe"), ids=_name)
+@pytest.mark.parametrize("path", _with("probe", "probes"), ids=_name)
 def test_a_probe_crosses_a_state_as_a_reference_never_as_a_template(path: Path) -> None:
+    """One probe under the request id; an enrolment's photos one each, under the photo's reference."""
     data = _load(path)
     (req,) = _requests(data)
-    for raw in _walk(data, "probe"):
+    refs = [(raw, req.request_id) for raw in _walk(data, "probe")]
+    for several in _walk(data, "probes"):
+        assert len(several) == len(req.photos)
+        refs += [(raw, photo_ref(req.request_id, i)) for i, raw in enumerate(several)]
+    assert refs
+    for raw, ref in refs:
         probe = ProbeTemplate.model_validate(raw)
-        assert probe.ref == req.request_id
+        assert probe.ref == ref
         assert probe.model_version == MODEL_VERSION
         assert set(raw) == {"ref", "model_version"}, "no embedding in the state"
 
 
-@pytest.mark.parametrize("path", _with("detection"), ids=_name)
+@pytest.mark.parametrize("path", _with("detection", "detections"), ids=_name)
 def test_detections_are_one_plausible_face(path: Path) -> None:
-    for raw in _walk(_load(path), "detection"):
+    data = _load(path)
+    listed = [d for several in _walk(data, "detections") for d in several]
+    if listed:  # an enrolment's photos: one detection each, of different images
+        (req,) = _requests(data)
+        assert len(listed) == len(req.photos)
+        assert len({d["content_sha256"] for d in listed}) == len(listed)
+    for raw in [*_walk(data, "detection"), *listed]:
         detection = Detection.model_validate(raw)
         assert detection.face_count == len(detection.faces) == 1 <= MAX_FACES_LISTED
         (face,) = detection.faces
@@ -383,6 +406,20 @@ def test_the_enrol_policy_check_input_is_an_enrol_request() -> None:
     assert object_created(data["input"]) is None
     req = WorkflowRequest.parse(data["input"])
     assert (req.operation, req.subject_id, req.consent_id) == ("enrol", SUBJECT, CONSENT)
+    assert len(req.photos) == 3
+
+
+def test_the_enrol_states_run_on_the_same_request_and_photos() -> None:
+    """The Enrol events tell one story: the request PolicyCheck decided, each photo's Detect and Embed,
+    the re-check on all three detections, and StoreTemplate fusing their three references."""
+    request = _load(EVENTS_DIR / "policy_check.enrol-request.json")["input"]
+    names = ("detect.enrol-photo.json", "embed.enrol-photo.json", "policy_check.faces-enrol-photos.json")
+    for name in (*names, "store_template.enrol.json"):
+        assert _load(EVENTS_DIR / name)["request"] == request, name
+    faces = _load(EVENTS_DIR / "policy_check.faces-enrol-photos.json")
+    embed = _load(EVENTS_DIR / "embed.enrol-photo.json")
+    assert embed["detection"] == faces["detections"][embed["photo"]]
+    assert _load(EVENTS_DIR / "detect.enrol-photo.json")["photo"] == embed["photo"]
 
 
 def test_these_checks_need_no_vision_stack() -> None:

@@ -3,8 +3,9 @@
 Every route builds its :class:`TenantContext` from the verified identity (the Cognito authorizer's
 claims ``custom:tenant_id`` and ``sub``); no route takes a tenant from the body or the path, so a caller
 cannot name another tenant. Images are never processed here: a probe is written to the tenant's
-``probes/`` prefix and its S3 event starts Recognize; an enrolment photo goes to ``uploads/`` and the
-Enrol workflow is started. Results are read back by request id.
+``probes/`` prefix and its S3 event starts Recognize; an enrolment's photos (one, or up to five of the
+same person) go to ``uploads/`` and the Enrol workflow is started on all of them. Results are read
+back by request id.
 
 ``GET /audit`` answers the tenant's whole log, verified: a broken chain is a 200 with ``verified: false``
 and the fault (the tenant needs its export most then), an intact one carries its head signed by the
@@ -24,13 +25,16 @@ from typing import Annotated, Any, Literal
 import boto3
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from facegate.accountability import render_html, tenant_report
 from facegate.audit.anchor import AnchorSigner, SignedAnchor, export_with_anchor
 from facegate.audit.chain import ChainReport
+from facegate.embedding import MAX_REFERENCES
 from facegate.errors import (
     ConflictError,
     ConsentError,
+    EnrolmentPhotosError,
     FacegateError,
     GalleryNotFoundError,
     ImageError,
@@ -122,7 +126,29 @@ class EnrolBody(_Body):
     gallery_id: str = Field(pattern=ENTITY_ID.pattern)
     subject_id: str = Field(pattern=ENTITY_ID.pattern)
     consent_id: str = Field(pattern=ENTITY_ID.pattern)
-    image_b64: str = Field(min_length=1)
+    image_b64: str | None = Field(default=None, min_length=1)
+    """One photo; or ``images_b64``: 1 to ``MAX_REFERENCES`` photos of the person, fused into one template."""
+    images_b64: list[Annotated[str, Field(min_length=1)]] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> EnrolBody:
+        # Raised as itself (pydantic wraps only ValueError): the caller gets its own reason code.
+        if self.image_b64 is not None and self.images_b64 is not None:
+            raise EnrolmentPhotosError("send the photo as image_b64 or the photos as images_b64, not both")
+        if self.image_b64 is None and self.images_b64 is None:
+            raise EnrolmentPhotosError(f"an enrolment needs a photo: image_b64, or images_b64 (1 to {MAX_REFERENCES})")
+        if self.images_b64 is not None and not 1 <= len(self.images_b64) <= MAX_REFERENCES:
+            raise EnrolmentPhotosError(f"an enrolment takes 1 to {MAX_REFERENCES} photos, got {len(self.images_b64)}")
+        return self
+
+    def photos(self) -> list[bytes]:
+        """Every photo, decoded, in the order sent; the same photo twice is refused (it would count
+        as two references of one capture)."""
+        photos = [_image(data) for data in (self.images_b64 if self.images_b64 is not None else [self.image_b64 or ""])]
+        for i, photo in enumerate(photos):
+            if photo in photos[:i]:
+                raise EnrolmentPhotosError(f"photo {i + 1} is photo {photos.index(photo) + 1} sent twice")
+        return photos
 
 
 class BulkBody(_Body):
@@ -134,6 +160,7 @@ class ReviewBody(_Body):
     confirm: bool
 
 
+REPORT_FORMATS = {"json": "application/json", "html": "text/html; charset=utf-8"}
 STATUS = {
     InvalidRequestError: 400,
     ImageError: 400,
@@ -282,11 +309,13 @@ class TenantApi:
         @app.post("/enrolments")
         def enrol() -> tuple[dict[str, Any], int]:
             ctx, body = self.ctx(), self.body(EnrolBody)
-            ref = self._put(
-                f"tenants/{ctx.tenant_id}/uploads/{body.gallery_id}/{uuid.uuid4().hex}", _image(body.image_b64)
-            )
+            photos = body.photos()  # every photo decoded before the first is stored
+            refs = [
+                self._put(f"tenants/{ctx.tenant_id}/uploads/{body.gallery_id}/{uuid.uuid4().hex}", data)
+                for data in photos
+            ]
             request = WorkflowRequest.for_upload(
-                ctx, ref, "enrol", body.gallery_id, subject_id=body.subject_id, consent_id=body.consent_id
+                ctx, refs, "enrol", body.gallery_id, subject_id=body.subject_id, consent_id=body.consent_id
             )
             self._start(self.settings.enrol_state_machine_arn, request)
             return {"request_id": request.request_id, "status": "submitted"}, 202
@@ -333,6 +362,20 @@ class TenantApi:
             ctx = self.ctx()
             export = export_with_anchor(self.service.audit, self.anchors, ctx, held=self.held_anchor(ctx))
             return export.to_dict()
+
+        @app.get("/accountability-report")
+        def accountability_report() -> Response[Any]:
+            # Read-only, from the caller's own registry row: a suspended tenant still reads its report
+            # (nothing in force), as it still reads its audit log.
+            ctx = self.ctx()
+            fmt = (self.app.current_event.query_string_parameters or {}).get("format", "json")
+            if fmt not in REPORT_FORMATS:
+                raise InvalidRequestError(f"format must be one of {', '.join(REPORT_FORMATS)}, not {fmt[:20]!r}")
+            tenant = self.service.registry.current(ctx)
+            report = tenant_report(tenant, now=self.service.clock())
+            if fmt == "html":
+                return Response(status_code=200, content_type=REPORT_FORMATS[fmt], body=render_html(report))
+            return Response(status_code=200, content_type=REPORT_FORMATS[fmt], body=report)
 
     def handle(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """Resolve the route inside the caller's tenant scope (only that tenant's rows are reachable)."""

@@ -92,6 +92,141 @@ def _verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_one(
+    spec: str, options: dict[str, object], out: Path | None, *, bounds: dict[str, object] | None, json_only: bool
+) -> dict[str, object]:
+    """Evaluate one labelled set through the production path; write report.json (and the HTML, plots)."""
+    from facegate.evaluation import dataset as ds
+    from facegate.evaluation.gate import check
+    from facegate.evaluation.measure import measure
+    from facegate.evaluation.report import build_report
+    from facegate.policy.gate import PolicyGate
+    from facegate.vision import FacePipeline
+
+    dataset = ds.load(spec, **options)  # type: ignore[arg-type]
+    print(f"{dataset.name}: {len(dataset.images):,} images of {len(dataset.groups())} group(s)", file=sys.stderr)
+    measured = measure(dataset, FacePipeline.from_store())
+    report = build_report(measured, policy_version=PolicyGate().version)
+    if bounds is not None:
+        report["gate"] = check(report, bounds)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        if not json_only:
+            from facegate.evaluation.render import write
+
+            write(report, out)
+        print(f"{dataset.name}: report in {out}", file=sys.stderr)
+    return report
+
+
+def _dataset_options(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "path_column": args.path_column,
+        "identity_column": None if args.no_identities else args.identity_column,
+        "group_column": None if args.no_groups else args.group_column,
+        "group_source": args.group_source,
+        **({"name": args.name} if args.name else {}),
+    }
+
+
+def _print_summary(report: dict[str, object]) -> None:
+    from facegate.evaluation.report import ALL
+
+    verification = report["verification"]
+    assert isinstance(verification, dict)
+    for point in verification["at"]:
+        fmr = {g: c["rate"] for g, c in point["fmr"].items() if g != ALL}
+        line = f"threshold {point['threshold']} ({', '.join(point['use_cases'])}): FMR " + ", ".join(
+            f"{g} {v:.2g}" for g, v in fmr.items()
+        )
+        if "fnmr" in point:
+            line += "; FNMR " + ", ".join(f"{g} {c['rate']:.3g}" for g, c in point["fnmr"].items() if g != ALL)
+        print(line)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    bounds = None
+    if args.gate:
+        from facegate.evaluation.gate import check_bounds
+
+        bounds = json.loads(Path(args.gate).read_text(encoding="utf-8"))
+        check_bounds(bounds, where=args.gate)
+    report = _evaluate_one(args.dataset, _dataset_options(args), args.out, bounds=bounds, json_only=args.json_only)
+    if args.out is None:
+        print(json.dumps(report, indent=1))
+    else:
+        _print_summary(report)
+    gate = report.get("gate")
+    if isinstance(gate, dict):
+        for c in gate["checks"]:
+            print(("ok       " if c["passed"] else "EXCEEDED ") + c["text"])
+        return 0 if gate["passed"] else 3
+    return 0
+
+
+def _release_gate(args: argparse.Namespace) -> int:
+    """Every set of the gate configuration, evaluated and checked; exit 3 when any bound is exceeded."""
+    from facegate.evaluation.gate import load_config
+
+    sets = load_config(Path(args.config))
+    chosen = [s for s in sets if not args.set or s.name in args.set]
+    if args.set and len(chosen) != len(set(args.set)):
+        raise InvalidRequestError(f"unknown set(s) {sorted(set(args.set) - {s.name for s in sets})}")
+    failed = []
+    for s in chosen:
+        out = args.out / s.name if args.out else None
+        report = _evaluate_one(s.dataset, {**s.options, "name": s.name}, out, bounds=s.bounds, json_only=args.json_only)
+        gate = report["gate"]
+        assert isinstance(gate, dict)
+        for c in gate["checks"]:
+            print(("ok       " if c["passed"] else "EXCEEDED ") + c["text"])
+        if not gate["passed"]:
+            failed.append(s.name)
+    print(f"release gate: {'FAILED on ' + ', '.join(failed) if failed else 'passed'} ({len(chosen)} sets)")
+    return 3 if failed else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """The model card, or an offline accountability report for use cases as if applied for (not approved)."""
+    from datetime import UTC, datetime
+
+    from facegate.accountability import accountability_report, model_card, render_html
+    from facegate.policy.catalog import default_catalog
+    from facegate.store.repositories import Approval
+
+    if args.action == "model-card":
+        document = model_card()
+    else:
+        now = datetime.now(UTC)
+        cases = default_catalog().use_cases
+        proposed = []
+        for use_case in args.use_case:
+            offered = cases[use_case].deployments if use_case in cases else ("",)
+            if args.deployment is not None and use_case in cases and args.deployment not in offered:
+                raise InvalidRequestError(
+                    f"{use_case} is not offered at {args.deployment!r} (only {', '.join(offered)})"
+                )
+            proposed.append(
+                Approval(
+                    use_case=use_case,
+                    deployment=args.deployment or offered[0],
+                    jurisdiction=args.jurisdiction or "",
+                    approver="none: an offline report, not an approval",
+                    approved_at=now,
+                    expires_at=now,
+                    status="proposed",
+                )
+            )
+        evaluation = json.loads(Path(args.evaluation).read_text(encoding="utf-8")) if args.evaluation else None
+        tenant = args.tenant or "offline"
+        document = accountability_report(
+            "offline", proposed, name=tenant, jurisdiction=args.jurisdiction, evaluation=evaluation, now=now
+        )
+    print(render_html(document) if args.format == "html" else json.dumps(document, indent=1, ensure_ascii=False))
+    return 0
+
+
 def _demo(_: argparse.Namespace) -> int:
     from facegate.demo import run_vision_demo
 
@@ -140,6 +275,48 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--use-case", default=DEFAULT_USE_CASE, help="the catalog's use case (its threshold)")
     verify.add_argument("--threshold", type=float, default=None, help="stricter than the use case's floor only")
     verify.set_defaults(func=_verify)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="per-group accuracy of a labelled set through the production path (JSON, HTML and plots)",
+        description="DATASET: a CSV of path,identity[,group], a folder holding labels.csv, a folder of "
+        "<identity>/<image>, or a fetched set (johns, face_recognition).",
+    )
+    evaluate.add_argument("dataset")
+    evaluate.add_argument("--out", type=Path, help="folder for report.json, report.html and the PNGs")
+    evaluate.add_argument("--path-column", default="path")
+    evaluate.add_argument("--identity-column", default="identity")
+    evaluate.add_argument("--no-identities", action="store_true", help="every image a different person")
+    evaluate.add_argument("--group-column", default="group")
+    evaluate.add_argument("--no-groups", action="store_true", help="one group")
+    evaluate.add_argument("--group-source", default="annotated", help="manual, annotated, predicted, self-reported")
+    evaluate.add_argument("--name", help="the set's name in the report")
+    evaluate.add_argument("--gate", help="a JSON of bounds (facegate.evaluation.gate): exit 3 when one is exceeded")
+    evaluate.add_argument("--json-only", action="store_true", help="no HTML or plots (no matplotlib needed)")
+    evaluate.set_defaults(func=_evaluate)
+
+    gate = sub.add_parser("release-gate", help="evaluate every set of a gate configuration and check its bounds")
+    gate.add_argument("--config", default="benchmarks/release_gate.json")
+    gate.add_argument("--out", type=Path, help="one report folder per set")
+    gate.add_argument("--set", action="append", help="only this set (repeatable)")
+    gate.add_argument("--json-only", action="store_true")
+    gate.set_defaults(func=_release_gate)
+
+    report = sub.add_parser("report", help="the model card and accountability reports, generated")
+    report_sub = report.add_subparsers(dest="action", required=True)
+    card = report_sub.add_parser("model-card", help="the model card, from the catalog, the models and the calibration")
+    card.add_argument("--format", choices=("json", "html"), default="json")
+    card.set_defaults(func=_report)
+    accountability = report_sub.add_parser(
+        "accountability", help="an offline accountability report (RCW 43.386.020) for the listed use cases"
+    )
+    accountability.add_argument("--use-case", action="append", required=True, help="a catalog use case (repeatable)")
+    accountability.add_argument("--format", choices=("json", "html"), default="json")
+    accountability.add_argument("--tenant", help="the organisation's name in the report")
+    accountability.add_argument("--deployment", help="the deployment applied for (default: the use case's first)")
+    accountability.add_argument("--jurisdiction", help="e.g. US-WA")
+    accountability.add_argument("--evaluation", help="a JSON evaluation report to carry (facegate evaluate --out)")
+    accountability.set_defaults(func=_report)
 
     sub.add_parser("demo", help="the vision pipeline alone on the embedded default data").set_defaults(func=_demo)
 

@@ -117,9 +117,16 @@ class InvalidRequestError(FacegateError):
 
 
 class PhotosDisagreeError(InvalidRequestError):
-    """The photos of one enrolment do not show one person."""
+    """The photos of one enrolment do not show one person. The workflow records it as a refusal."""
 
     code = "image.photos_disagree"
+
+
+class EnrolmentPhotosError(InvalidRequestError):
+    """An enrolment names no photo, more than ``facegate.embedding.MAX_REFERENCES``, the same photo
+    twice, or its photo both as one and as a list."""
+
+    code = "request.enrolment_photos"
 
 
 class GalleryNotFoundError(FacegateError):
@@ -252,3 +259,18 @@ class TooManyScansError(ImageError):
     cost only a few bytes, so a small file with thousands of them takes minutes to decode."""
 
     code = "image.too_many_scans"
+
+
+# --- the model card and the accountability report ---------------------------------------------------
+
+
+class AccountabilityError(FacegateError):
+    """The model card or an accountability report cannot be generated truthfully from its sources."""
+
+    code = "accountability.invalid"
+
+
+class UnknownUseCaseError(AccountabilityError):
+    """An approval names a use case this version's catalog does not hold: nothing can be reported for it."""
+
+    code = "accountability.unknown_use_case"

@@ -186,6 +186,10 @@ class LocalApi:
         if response.get("FunctionError"):
             return _json(502, {"message": "Internal server error"})
         out_headers = {k: str(v) for k, v in (payload.get("headers") or {}).items()}
+        # A REST proxy integration may answer either form; API Gateway sends both (Powertools uses the
+        # multi-value one, so without this every response would lose its Content-Type).
+        for key, values in (payload.get("multiValueHeaders") or {}).items():
+            out_headers[key] = ", ".join(str(v) for v in values)
         text = payload.get("body") or ""
         return int(payload.get("statusCode", 200)), out_headers, text.encode("utf-8")
 

@@ -13,7 +13,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,13 +296,14 @@ class LocalCloud:
         return arn
 
     def start_enrolment(
-        self, ctx: TenantContext, gallery_id: str, subject_id: str, consent_id: str, image: bytes
+        self, ctx: TenantContext, gallery_id: str, subject_id: str, consent_id: str, image: bytes | Sequence[bytes]
     ) -> str:
-        """Upload an enrolment photo under the tenant's ``uploads/`` and start Enrol for it (what the
-        API's ``POST /enrolments`` does); returns the execution ARN."""
-        ref = self.put_object(f"tenants/{ctx.tenant_id}/uploads/{gallery_id}/{uuid.uuid4().hex}", image)
+        """Upload an enrolment photo (or several of one person) under the tenant's ``uploads/`` and start
+        Enrol for it (what the API's ``POST /enrolments`` does); returns the execution ARN."""
+        photos = [image] if isinstance(image, bytes) else list(image)
+        refs = [self.put_object(f"tenants/{ctx.tenant_id}/uploads/{gallery_id}/{uuid.uuid4().hex}", p) for p in photos]
         request = WorkflowRequest.for_upload(
-            ctx, ref, "enrol", gallery_id, subject_id=subject_id, consent_id=consent_id
+            ctx, refs, "enrol", gallery_id, subject_id=subject_id, consent_id=consent_id
         )
         return self.start_execution("EnrolStateMachineArn", request.model_dump(mode="json"))
 

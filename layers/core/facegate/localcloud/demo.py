@@ -5,7 +5,8 @@ and approves tenants in its own right, and does what a tenant would (a gallery, 
 audit trail) inside that tenant's scope, i.e. through a ``TenantDataRole`` session tagged with it.
 
 An operator approves a prison for access control and refuses a city's camera network; the prison
-enrols a consented gallery (the Enrol workflow, from dlib's public-domain "johns"); a checkpoint photo
+enrols a consented gallery (the Enrol workflow, from dlib's public-domain "johns"; the first person
+from three photos, fused into one template of three references); a checkpoint photo
 is uploaded to S3 and the Recognize workflow decides, matches and audits it. Then the refusals: a crowd
 photo, another tenant naming the prison's gallery, a burst over the rate limit.
 """
@@ -31,6 +32,8 @@ GALLERY: Final = "staff-access"
 PURPOSE: Final = "entry at checkpoint B"
 BURST: Final = 12
 """Over two fixed one-minute windows at worst, 12 attempts still put 6 in one: some are refused."""
+FUSED: Final = 3
+"""Photos the first person is enrolled from (the checkpoint photo, their fourth, is none of them)."""
 
 
 def _png(path: Any) -> bytes:
@@ -42,6 +45,17 @@ def _png(path: Any) -> bytes:
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return bytes(encoded)
+
+
+def _path(states: list[str]) -> str:
+    """The states an execution entered, a Map's repeated iterations counted (``Detect x3``)."""
+    runs: list[list[Any]] = []
+    for state in states:
+        if runs and runs[-1][0] == state:
+            runs[-1][1] += 1
+        else:
+            runs.append([state, 1])
+    return " -> ".join(name if n == 1 else f"{name} x{n}" for name, n in runs)
 
 
 def _reasons(decision: Any) -> str:
@@ -61,7 +75,7 @@ class Demo:
         self.say(f"The local cloud is up: template.yaml translated and deployed into moto ({resources} resources);")
         self.say(f"  probes go to s3://{self.cloud.bucket}/tenants/<tenant>/probes/<gallery>/ and start Recognize.\n")
         summary["approval"], summary["refusal"] = self._operators()
-        summary["enrolled"] = self._enrol()
+        summary["enrolled"], summary["fused_references"] = self._enrol()
         summary["recognize"] = self._recognize()
         summary["crowd"] = self._probe_refused(
             "A crowd photo (dlib's bald_guys.jpg) at the checkpoint", PRISON, self._crowd()
@@ -119,9 +133,13 @@ class Demo:
         self.service.registry.set_quota(PRISON.tenant_id, "access_control", "search", per_minute=5, per_day=2000)
         return list(granted.obligations), refused
 
-    def _enrol(self) -> int:
+    def _enrol(self) -> tuple[int, int]:
         people = datasets.johns()
-        self.say(f"\n2. {PRISON.tenant_id} enrols {len(people)} consenting people through the Enrol workflow.")
+        first = next(iter(people))
+        self.say(
+            f"\n2. {PRISON.tenant_id} enrols {len(people)} consenting people through the Enrol workflow "
+            f"({first} from {FUSED} photos, each detected, re-checked and embedded, then fused)."
+        )
         runs: list[tuple[str, str]] = []
         for subject, paths in people.items():
             with tenant_scope(PRISON.tenant_id):
@@ -132,18 +150,21 @@ class Demo:
                     evidence=f"signed release of {subject}".encode(),
                     expires_at=datetime.now(UTC) + timedelta(days=365),
                 )
-            arn = self.cloud.start_enrolment(PRISON, GALLERY, subject, consent.consent_id, _png(paths[0]))
+            photos = [_png(path) for path in paths[: FUSED if subject == first else 1]]
+            arn = self.cloud.start_enrolment(PRISON, GALLERY, subject, consent.consent_id, photos)
             runs.append((subject, arn))
-        enrolled = 0
+        enrolled, fused = 0, 0
         for subject, arn in runs:
             run = self.cloud.wait_for(arn)
             ok = run.status == "SUCCEEDED" and run.output and run.output.get("status") == "enrolled"
             enrolled += bool(ok)
-            self.say(
-                f"   {subject:>12}: {' -> '.join(run.path)}  [{run.output.get('status') if run.output else run.status}]"
-            )
+            references = int(((run.output or {}).get("template") or {}).get("references", 0))
+            fused = max(fused, references)
+            self.say(f"   {subject:>12}: {_path(run.path)}  [{run.output.get('status') if run.output else run.status}]")
+            if references > 1:
+                self.say(f"   {'':>12}  the template fuses {references} references (one per photo)")
         self.say(f"   {enrolled} templates stored (photos deleted; each template carries its consent id and expiry).")
-        return enrolled
+        return enrolled, fused
 
     def _probe_bytes(self) -> bytes:
         people = datasets.johns()
@@ -161,7 +182,7 @@ class Demo:
 
     def _recognize(self) -> dict[str, Any]:
         subject = next(iter(datasets.johns()))
-        self.say(f"\n3. A checkpoint photo of {subject} (not the enrolment photo) is uploaded to S3.")
+        self.say(f"\n3. A checkpoint photo of {subject} (none of the enrolment photos) is uploaded to S3.")
         ref, run = self._upload_and_run(PRISON, GALLERY, self._probe_bytes())
         self.say(f"   S3 'Object Created' -> EventBridge rule -> Recognize execution {run.arn.rsplit(':', 1)[-1]}")
         self.say(f"   path: {' -> '.join(run.path)}")
@@ -242,6 +263,7 @@ def run_cloud_demo() -> int:
         summary = Demo(cloud).run()
     ok = (
         summary["enrolled"] == 5
+        and summary["fused_references"] == FUSED
         and summary["recognize"]["review_state"] == "pending"
         and "request.crowd_probe" in summary["crowd"]["codes"]
         and summary["cross_tenant"]["codes"] == ["request.gallery_not_found"]

@@ -237,9 +237,8 @@ class Calibration:
     def overall_fnmr(self, threshold: float) -> float:
         return self._fnmr_at(self._fnmr_overall, threshold)
 
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Pairs measured per table and group (``n``)."""
-        tables = {
+    def _tables(self) -> dict[str, dict[str, _Counts]]:
+        return {
             "fmr_by_group": self._fmr,
             "fmr_cross_group": self._fmr_cross,
             "fmr_by_predicted_group": self._fmr_predicted,
@@ -247,7 +246,16 @@ class Calibration:
             "fnmr_by_gender": self._fnmr,
             "fnmr_every_pair_by_gender": self._fnmr_every,
         }
-        return {name: {g: c.n for g, c in t.items()} for name, t in tables.items()}
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Pairs measured per table and group (``n``)."""
+        return {name: {g: c.n for g, c in t.items()} for name, t in self._tables().items()}
+
+    def observed(self, table: str, group: str, threshold: float) -> tuple[int, int]:
+        """The false decisions ``k`` of ``n`` pairs measured in one group of a table (named as in
+        :meth:`counts`) at a grid threshold: the figures behind a reported rate and its interval."""
+        counts = self._tables()[table][group]
+        return int(counts.k[self._grid_index(threshold)]), counts.n
 
 
 @cache

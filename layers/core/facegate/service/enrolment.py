@@ -14,8 +14,8 @@ from facegate.embedding import MAX_REFERENCES, Embedding, fuse
 from facegate.errors import (
     ConflictError,
     ConsentError,
+    EnrolmentPhotosError,
     GalleryNotFoundError,
-    InvalidRequestError,
     PhotosDisagreeError,
     PolicyDeniedError,
     WriteConditionError,
@@ -140,7 +140,7 @@ class Enrolment(ServiceBase):
         derives from it, so a retry returns the template the first attempt stored."""
         photos = [analysis] if not isinstance(analysis, Sequence) else list(analysis)
         if not 1 <= len(photos) <= MAX_REFERENCES:
-            raise InvalidRequestError(f"an enrolment takes 1 to {MAX_REFERENCES} photos, got {len(photos)}")
+            raise EnrolmentPhotosError(f"an enrolment takes 1 to {MAX_REFERENCES} photos, got {len(photos)}")
         counts = [p.face_count for p in photos]
         face_count = next((c for c in counts if c != 1), 1)
         if face_count == 1:
@@ -173,11 +173,13 @@ class Enrolment(ServiceBase):
         request_id: str | None = None,
         transient_ref: str | None = None,
         references: int = 1,
+        transient_refs: Sequence[str] = (),
     ) -> EnrolResult:
         """Write the template an allowed enrol decision covers (and delete the probe's short-lived
-        template, ``transient_ref``, in the same transaction), in one transaction with everything it
-        depends on and everything that records it: the consent checked still granted, the gallery's
-        count under its cap, the request's row (with a ``request_id``) and the audit entry.
+        template, ``transient_ref``, or each photo's, ``transient_refs``, in the same transaction), in
+        one transaction with everything it depends on and everything that records it: the consent
+        checked still granted, the gallery's count under its cap, the request's row (with a
+        ``request_id``) and the audit entry.
 
         With a ``request_id`` it is idempotent: the template id derives from it and is written only if
         free, so a retried step (or a second Batch attempt) returns the template the first one stored.
@@ -247,8 +249,8 @@ class Enrolment(ServiceBase):
                 retention=REQUEST_RETENTION,
             )
             writes.append(row)
-        if transient_ref is not None:
-            writes.append(self.transient.delete_write(ctx, transient_ref))
+        for ref in (*([transient_ref] if transient_ref is not None else []), *transient_refs):
+            writes.append(self.transient.delete_write(ctx, ref))
         details: dict[str, JSON] = {
             "gallery_id": gallery_id,
             "subject_id": subject_id,

@@ -9,7 +9,8 @@ Where a tenant's files go in the bucket (the tenant's uploader role may write on
 - ``tenants/<tenant>/probes/<gallery>/<name>``: a probe; its "Object Created" event starts Recognize.
   Object metadata says what to do: ``operation`` (``search`` or ``verify``), ``subject`` (verify),
   ``purpose``, ``case-reference``, ``top-k``, ``threshold``, ``actor``.
-- ``tenants/<tenant>/uploads/<gallery>/<name>``: an enrolment photo, named in an Enrol request.
+- ``tenants/<tenant>/uploads/<gallery>/<name>``: an enrolment photo, named in an Enrol request (one
+  request names 1 to ``MAX_REFERENCES`` of them, fused into one template).
 - ``tenants/<tenant>/manifests/<name>.jsonl``: a bulk enrolment manifest (one subject per line).
 """
 
@@ -17,10 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from typing import Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from facegate.embedding import MAX_REFERENCES
 from facegate.errors import InvalidRequestError
 from facegate.tenancy import ENTITY_ID, TENANT_ID, TenantContext
 
@@ -58,6 +61,22 @@ class ObjectRef(_Model):
         return hashlib.sha256(self.idempotency_key.encode()).hexdigest()[:32]
 
 
+def request_id_of(photos: Sequence[ObjectRef]) -> str:
+    """The request id of an upload: one object version's own, or for several photos the digest of all
+    their versions (the same photos always name the same request; another set, another request)."""
+    if len(photos) == 1:
+        return photos[0].request_id()
+    joined = "\n".join(p.idempotency_key for p in photos)
+    return hashlib.sha256(joined.encode()).hexdigest()[:32]
+
+
+def photo_ref(request_id: str, index: int) -> str:
+    """The short-lived template reference of an enrolment's photo ``index`` (Embed writes it,
+    StoreTemplate fuses and deletes it). Within the 128 characters of an id, whatever the request id."""
+    stem = request_id if len(request_id) <= 120 else hashlib.sha256(request_id.encode()).hexdigest()[:32]
+    return f"{stem}.{index}"
+
+
 def tenant_of_key(key: str) -> str | None:
     """The tenant whose prefix holds ``key`` (``tenants/<tenant>/...``), or ``None``."""
     parts = key.split("/")
@@ -79,13 +98,30 @@ class WorkflowRequest(_Model):
     operation: Literal["enrol", "verify", "search", "bulk_enrol"]
     gallery_id: str = Field(pattern=ENTITY_ID.pattern)
     image: ObjectRef
-    """The photo (or, for ``bulk_enrol``, the manifest) this request runs on."""
+    """The photo (or, for ``bulk_enrol``, the manifest) this request runs on; an enrolment's first photo."""
+    images: tuple[ObjectRef, ...] | None = Field(default=None, min_length=1, max_length=MAX_REFERENCES)
+    """An enrolment's photos, ``image`` first: 1 to ``MAX_REFERENCES`` of one person, each detected,
+    re-checked and embedded, fused into one template. Always set for ``enrol`` (a request naming only
+    ``image``, as before, enrols that one photo); never for another operation."""
     subject_id: str | None = Field(default=None, pattern=ENTITY_ID.pattern)
     consent_id: str | None = Field(default=None, pattern=ENTITY_ID.pattern)
     purpose: str | None = Field(default=None, max_length=512)
     case_reference: str | None = Field(default=None, max_length=256)
     top_k: int = Field(default=1, ge=1, le=50)
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _photos_listed(cls, data: Any) -> Any:
+        """An enrolment's ``images`` from its one ``image`` (the request shape before several photos),
+        or its ``image`` from the first of ``images``."""
+        if not isinstance(data, dict) or data.get("operation") != "enrol":
+            return data
+        if data.get("images") is None and data.get("image") is not None:
+            return {**data, "images": [data["image"]]}
+        if data.get("image") is None and data.get("images"):
+            return {**data, "image": data["images"][0]}
+        return data
 
     @model_validator(mode="after")
     def _coherent(self) -> WorkflowRequest:
@@ -95,7 +131,14 @@ class WorkflowRequest(_Model):
             raise ValueError("an enrol request names the consent it relies on")
         if self.operation in ("search", "bulk_enrol") and (self.subject_id or self.consent_id):
             raise ValueError(f"a {self.operation} request names no subject or consent")
-        if tenant_of_key(self.image.key) != self.tenant_id:
+        if self.images is not None:
+            if self.operation != "enrol":
+                raise ValueError(f"only an enrolment names several images, not a {self.operation} request")
+            if self.images[0] != self.image:
+                raise ValueError("the image is the first of the images")
+            if len({i.idempotency_key for i in self.images}) != len(self.images):
+                raise ValueError("a photo is listed twice")
+        if any(tenant_of_key(photo.key) != self.tenant_id for photo in self.photos):
             raise ValueError("the image must lie under the tenant's own prefix (tenants/<tenant>/...)")
         if self.operation == "bulk_enrol" and MANIFEST_KEY.fullmatch(self.image.key) is None:
             raise ValueError("a bulk enrolment names a manifest under tenants/<tenant>/manifests/<name>.jsonl")
@@ -105,6 +148,17 @@ class WorkflowRequest(_Model):
     def ctx(self) -> TenantContext:
         return TenantContext(tenant_id=self.tenant_id, actor=self.actor)
 
+    @property
+    def photos(self) -> tuple[ObjectRef, ...]:
+        """Every object this request runs on (an enrolment's photos; else the one image)."""
+        return self.images if self.images is not None else (self.image,)
+
+    def photo(self, index: Any) -> ObjectRef:
+        """Photo ``index`` (0-based, as a Map state's item index) of this request's photos."""
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(self.photos):
+            raise InvalidRequestError(f"the request has {len(self.photos)} photo(s): no photo {index!r}")
+        return self.photos[index]
+
     @classmethod
     def parse(cls, data: Any) -> WorkflowRequest:
         return _parse(cls, data)
@@ -113,25 +167,29 @@ class WorkflowRequest(_Model):
     def for_upload(
         cls,
         ctx: TenantContext,
-        image: ObjectRef,
+        image: ObjectRef | Sequence[ObjectRef],
         operation: str,
         gallery_id: str,
         *,
         subject_id: str | None = None,
         consent_id: str | None = None,
     ) -> WorkflowRequest:
-        """An Enrol or BulkEnrol request for an object the caller uploaded (the request id is the
-        object version's, so a retried start finds the same request)."""
+        """An Enrol or BulkEnrol request for what the caller uploaded: one object, or an enrolment's
+        photos (the request id is the object versions', so a retried start finds the same request)."""
+        photos = [image] if isinstance(image, ObjectRef) else list(image)
+        if not photos:
+            raise InvalidRequestError("an upload names at least one object")
         return cls.parse(
             {
-                "request_id": image.request_id(),
+                "request_id": request_id_of(photos),
                 "tenant_id": ctx.tenant_id,
                 "actor": ctx.actor,
                 "operation": operation,
                 "gallery_id": gallery_id,
                 "subject_id": subject_id,
                 "consent_id": consent_id,
-                "image": image.model_dump(),
+                "image": photos[0].model_dump(),
+                **({"images": [p.model_dump() for p in photos]} if len(photos) > 1 else {}),
             }
         )
 

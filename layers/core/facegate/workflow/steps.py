@@ -2,9 +2,11 @@
 wrappers that parse the event, call one of these and return its JSON.
 
 Recognize: PolicyCheck → Detect → FaceCheck → Embed → Match (result, review state, audit) →
-PublishResult → Finish (probe deleted, audited). Enrol: PolicyCheck → Detect → FaceCheck → Embed →
-StoreTemplate → Finish. A refusal or a failure goes to Finish as well, which records it (one request
-row, one audit entry) and deletes the image: nothing half-written, nothing silently dropped.
+PublishResult → Finish (probe deleted, audited). Enrol: PolicyCheck → Detect (each photo, a Map state)
+→ FaceCheck (all the photos' faces) → Embed (each photo) → StoreTemplate (the photos must show one
+person; their templates fused into one) → Finish. A refusal or a failure goes to Finish as well, which
+records it (one request row, one audit entry) and deletes every image: nothing half-written, nothing
+silently dropped.
 """
 
 from __future__ import annotations
@@ -22,11 +24,19 @@ import boto3
 from botocore.exceptions import ClientError
 
 from facegate import errors
-from facegate.embedding import Embedding
-from facegate.errors import FacegateError, ImageTooLargeError, InvalidRequestError, PolicyDeniedError
+from facegate.embedding import Embedding, fuse
+from facegate.errors import (
+    EnrolmentPhotosError,
+    FacegateError,
+    ImageTooLargeError,
+    InvalidRequestError,
+    PhotosDisagreeError,
+    PolicyDeniedError,
+)
 from facegate.policy import Decision, Operation
 from facegate.policy.gate import FACES_STAGE
 from facegate.service import FaceService
+from facegate.service.enrolment import check_same_person
 from facegate.settings import Settings
 from facegate.store.models import configure
 from facegate.store.scope import tenant_scope
@@ -39,6 +49,7 @@ from facegate.workflow.models import (
     StateError,
     WorkflowRequest,
     object_created,
+    photo_ref,
     tenant_of_key,
 )
 from facegate.workflow.uploads import UploadProofs
@@ -147,6 +158,9 @@ def policy_check(event: dict[str, Any], rt: Runtime, context: Any = None) -> dic
         return _request_stage(event.get("input"), rt, context, event.get("workflow"))
     if stage == "faces":
         req = WorkflowRequest.parse(event.get("request"))
+        if "detections" in event:  # an enrolment's photos, each detected by the Map before this state
+            count = _enrolment_face_count(req, event.get("detections"))
+            return _decide(rt, req, face_count=count, count_attempt=False).to_dict()
         face_count = event.get("face_count")
         if not isinstance(face_count, int) or face_count < 0:
             raise InvalidRequestError("the face re-check needs the detected face_count")
@@ -155,6 +169,28 @@ def policy_check(event: dict[str, Any], rt: Runtime, context: Any = None) -> dic
             raise InvalidRequestError("content_sha256 is the image's sha256 in hex, as Detect reports it")
         return _decide(rt, req, face_count=face_count, count_attempt=False, content_hash=content).to_dict()
     raise InvalidRequestError(f"unknown policy stage {stage!r} (request or faces)")
+
+
+def _enrolment_face_count(req: WorkflowRequest, raw: Any) -> int:
+    """The face count an enrolment's photos are decided on, by the service path's rule
+    (``FaceService.enrol``): the first photo that does not show exactly one face, else one. The same
+    bytes uploaded twice are refused (two references of one photo are not two photos)."""
+    if req.operation != "enrol":
+        raise InvalidRequestError(f"only an enrolment re-checks several photos, not a {req.operation} request")
+    if not isinstance(raw, list) or len(raw) != len(req.photos):
+        raise InvalidRequestError(f"the face re-check needs one detection per photo ({len(req.photos)})")
+    detections = [Detection.model_validate(d) for d in raw]
+    seen: dict[str, int] = {}
+    for i, detection in enumerate(detections):
+        if detection.content_sha256 is None:
+            continue
+        if detection.content_sha256 in seen:
+            raise EnrolmentPhotosError(
+                f"photos {seen[detection.content_sha256] + 1} and {i + 1} are the same image: "
+                "enrol different photos of the person"
+            )
+        seen[detection.content_sha256] = i
+    return next((d.face_count for d in detections if d.face_count != 1), 1)
 
 
 def _decide(rt: Runtime, req: WorkflowRequest, **facts: Any) -> Decision:
@@ -273,11 +309,18 @@ def _once(
 # --- Detect and Embed ----------------------------------------------------------------------------------
 
 
+def _image_of(req: WorkflowRequest, event: dict[str, Any]) -> ObjectRef:
+    """The photo a Detect or Embed runs on: an enrolment's ``photo`` (the Map's item index), else the
+    request's one image."""
+    return req.photo(event["photo"]) if "photo" in event else req.image
+
+
 def detect(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, Any]:
     req = WorkflowRequest.parse(event.get("request"))
+    ref = _image_of(req, event)
     from facegate.vision.subject import subject_faces
 
-    image, content = rt.read_image_and_hash(req.image)
+    image, content = rt.read_image_and_hash(ref)
     found = detector().detect(image)
     # The subject-face rule (facegate.vision.subject): the comparable faces, subject first, are what
     # the re-check counts and Embed embeds; bystanders are only counted apart.
@@ -302,7 +345,9 @@ def detect(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str,
 
 
 def embed(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, Any]:
-    """The subject's template (Detect lists the subject first; the re-check let its face count through)."""
+    """The subject's template (Detect lists the subject first; the re-check let its face count through).
+    An enrolment's photo ``i`` leaves it under :func:`~facegate.workflow.models.photo_ref`, any other
+    request under its request id."""
     import numpy as np
 
     from facegate.vision.align import align_face
@@ -311,35 +356,57 @@ def embed(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, 
     detection = Detection.model_validate(event.get("detection"))
     if not detection.faces:
         raise InvalidRequestError("Embed needs a detected face")
+    ref = _image_of(req, event)
+    transient = photo_ref(req.request_id, event["photo"]) if "photo" in event else req.request_id
     from facegate.vision.quality import assess, require
 
-    image = rt.read_image(req.image)
+    image = rt.read_image(ref)
     landmarks = np.asarray(detection.faces[0].landmarks, dtype=np.float32)
     require(assess(image, landmarks))  # measured again here, never taken from the state
     crop = align_face(image, landmarks)
     embedding = embedder().embed([crop])[0]
     with tenant_scope(req.tenant_id):  # the template stays under the tenant's key, out of the state
-        rt.service.transient.put(req.ctx, req.request_id, embedding, rt.service.clock())
-    return ProbeTemplate(ref=req.request_id, model_version=embedding.model_version).model_dump(mode="json")
+        rt.service.transient.put(req.ctx, transient, embedding, rt.service.clock())
+    return ProbeTemplate(ref=transient, model_version=embedding.model_version).model_dump(mode="json")
 
 
 # --- Match and StoreTemplate ------------------------------------------------------------------------
 
 
-def _allowed(event: dict[str, Any]) -> tuple[WorkflowRequest, Decision, ProbeTemplate]:
+def _allowed_decision(event: dict[str, Any]) -> tuple[WorkflowRequest, Decision]:
     req = WorkflowRequest.parse(event.get("request"))
     decision = Decision.from_dict(event.get("decision") or {})
     if not decision.allowed or decision.operation != req.operation or decision.stage != FACES_STAGE:
         raise PolicyDeniedError(
             f"this state needs an allowed {req.operation} decision re-checked on the detected faces", decision
         )
+    return req, decision
+
+
+def _allowed(event: dict[str, Any]) -> tuple[WorkflowRequest, Decision, ProbeTemplate]:
+    req, decision = _allowed_decision(event)
     return req, decision, ProbeTemplate.model_validate(event.get("probe"))
+
+
+def _photo_probes(req: WorkflowRequest, raw: Any) -> list[ProbeTemplate]:
+    """The references Embed left for an enrolment's photos: one per photo, in the photos' order."""
+    if not isinstance(raw, list):
+        raise InvalidRequestError("the template references (probes) are a list, one per photo")
+    probes = [ProbeTemplate.model_validate(p) for p in raw]
+    expected = [photo_ref(req.request_id, i) for i in range(len(req.photos))]
+    if [p.ref for p in probes] != expected:
+        raise InvalidRequestError("the template references are not this request's photos' (one per photo, in order)")
+    return probes
 
 
 def _probe_embedding(rt: Runtime, req: WorkflowRequest, probe: ProbeTemplate) -> Embedding:
     """The probe's template from its short-lived item (inside the request's tenant scope)."""
     if probe.ref != req.request_id:
         raise InvalidRequestError("the probe reference is not this request's")
+    return _kept_embedding(rt, req, probe)
+
+
+def _kept_embedding(rt: Runtime, req: WorkflowRequest, probe: ProbeTemplate) -> Embedding:
     embedding = rt.service.transient.get(req.ctx, probe.ref, rt.service.clock())
     if embedding.model_version != probe.model_version:
         raise InvalidRequestError("the probe's template is of another model version than Embed reported")
@@ -382,27 +449,42 @@ def match(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, 
 def store_template(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, Any]:
     """Store the template, the enrolment's request row and its audit entry in one transaction. The
     template id derives from the request, so a retried invocation (or a concurrent duplicate) finds
-    the first one's template and gets the same answer: never a second template."""
-    req, decision, probe = _allowed(event)
+    the first one's template and gets the same answer: never a second template.
+
+    ``probes`` (one reference per photo, from Embed's Map): the photos must show one person, by the
+    service path's rule (:func:`~facegate.service.enrolment.check_same_person`, else
+    ``PhotosDisagreeError``, recorded as a refusal), and their templates are fused into one, stored
+    with its reference count; each photo's short-lived item goes in the same transaction. ``probe``
+    (one reference under the request id) is the shape before several photos."""
+    req, decision = _allowed_decision(event)
     subject_id, consent_id = req.subject_id, req.consent_id
     if subject_id is None or consent_id is None:  # the request model requires both for enrol
         raise InvalidRequestError("an enrolment names its subject and consent")
+    several = "probes" in event
+    probes = _photo_probes(req, event["probes"]) if several else [ProbeTemplate.model_validate(event.get("probe"))]
     with tenant_scope(req.tenant_id):
+        if several:
+            embeddings = [_kept_embedding(rt, req, p) for p in probes]
+            check_same_person(embeddings)
+        else:
+            embeddings = [_probe_embedding(rt, req, probes[0])]
         stored = rt.service.store_template(
             req.ctx,
             req.gallery_id,
             subject_id=subject_id,
             consent_id=consent_id,
-            embedding=_probe_embedding(rt, req, probe),
+            embedding=fuse(embeddings),
             decision=decision,
             request_id=req.request_id,
-            transient_ref=probe.ref,
+            references=len(embeddings),
+            transient_refs=[p.ref for p in probes],
         )
     return {
         "template_id": stored.template_id,
         "subject_id": stored.subject_id,
         "expires_at": stored.expires_at.isoformat(),
         "model_version": stored.model_version,
+        "references": stored.references,
     }
 
 
@@ -411,7 +493,8 @@ def store_template(event: dict[str, Any], rt: Runtime, context: Any = None) -> d
 
 def finish(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, Any]:
     """``complete``: delete the image (the result is stored). ``refused``: record the gate's refusal.
-    ``failed``: record what went wrong, with a reason code. Each deletes the image and is audited."""
+    ``failed``: record what went wrong, with a reason code. Each deletes every image of the request
+    (an enrolment's photos, all of them) and is audited."""
     action = event.get("action")
     if action == "failed":
         return _record_failure(event, rt)
@@ -422,15 +505,14 @@ def finish(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str,
 
 def _finish(action: Any, req: WorkflowRequest, event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     if action == "complete":
-        deleted = rt.delete_image(req.image)
+        deleted = [rt.delete_image(photo) for photo in req.photos]
         what = "upload.deleted" if req.operation == "enrol" else "probe.deleted"
-        rt.service.audit.append(
-            req.ctx,
-            what,
-            {"request_id": req.request_id, "key": req.image.key, "deleted": deleted},
-            once=f"{req.request_id}:{what}",
-        )
-        return {"status": "completed", "image_deleted": deleted}
+        details: dict[str, Any] = {"request_id": req.request_id, "key": req.image.key, "deleted": deleted[0]}
+        if len(req.photos) > 1:  # one entry for the request's photos, as for its one template
+            keys = [p.key for p in req.photos]
+            details = {"request_id": req.request_id, "keys": keys, "photos_deleted": sum(deleted)}
+        rt.service.audit.append(req.ctx, what, details, once=f"{req.request_id}:{what}")
+        return {"status": "completed", "image_deleted": all(deleted)}
     if action == "refused":
         decision = event.get("decision") or {}
         rt.service.record_outcome(
@@ -445,7 +527,7 @@ def _finish(action: Any, req: WorkflowRequest, event: dict[str, Any], rt: Runtim
         return {
             "status": "refused",
             "reasons": decision.get("reasons", []),
-            "image_deleted": rt.delete_image(req.image),
+            "image_deleted": all([rt.delete_image(photo) for photo in req.photos]),
         }
     if action == "bulk_complete":
         return _bulk_complete(req, rt)
@@ -488,6 +570,7 @@ def _record_failure(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     except InvalidRequestError:
         req = None
     probe = req.image if req else _probe_of(raw)
+    photos = req.photos if req else ((probe,) if probe is not None else ())
     tenant = req.tenant_id if req else (tenant_of_key(probe.key) if probe else None)
     if tenant is None:
         # No tenant can be named (an invalid tenant segment, or not one of our inputs): nothing can be
@@ -505,6 +588,11 @@ def _record_failure(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     with tenant_scope(ctx.tenant_id):
         if req is not None and isinstance(raw.get("probe"), dict) and raw["probe"].get("ref") == req.request_id:
             rt.service.transient.delete(ctx, req.request_id)  # the probe's template goes with the request
+        if req is not None and isinstance(raw.get("detections"), list):
+            # Embed's Map may have kept some photos' templates before one failed (or StoreTemplate
+            # refused them): each goes with the request, whether or not it was written.
+            for i in range(len(req.photos)):
+                rt.service.transient.delete(ctx, photo_ref(req.request_id, i))
         status = "refused" if _is_refusal(error) else "failed"
         rt.service.record_outcome(
             ctx,
@@ -514,14 +602,20 @@ def _record_failure(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
             status=status,
             result={"reasons": [reason]},
         )
-    return {"status": status, "reasons": [reason], "image_deleted": rt.delete_image(probe) if probe else False}
+    gone = [rt.delete_image(photo) for photo in photos]
+    return {"status": status, "reasons": [reason], "image_deleted": bool(gone) and all(gone)}
+
+
+REFUSALS: Final = (PolicyDeniedError, PhotosDisagreeError)
+"""Errors raised inside a task that refuse the request rather than fail it."""
 
 
 def _is_refusal(error: StateError) -> bool:
-    """A gate's refusal raised inside a task (e.g. a sweep caught at matching time): recorded as
-    ``refused`` with its reason code, like a refusal at the policy check, not as a failure."""
+    """A gate's refusal raised inside a task (e.g. a sweep caught at matching time), or an
+    enrolment's photos that do not show one person: recorded as ``refused`` with its reason code,
+    like a refusal at the policy check, not as a failure."""
     cls = _error_class(error)
-    return cls is not None and issubclass(cls, PolicyDeniedError)
+    return cls is not None and issubclass(cls, REFUSALS)
 
 
 def _probe_of(raw: dict[str, Any]) -> ObjectRef | None:
