@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test lint typecheck static-checks check-packaging bench-speed bench-accuracy clean
+.PHONY: setup demo test lint typecheck static-checks check-packaging bench-speed bench-accuracy release-gate clean
 
 $(BIN)/facegate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ bench-speed: setup
 
 bench-accuracy: setup
 	$(BIN)/python -m benchmarks.accuracy
+
+# The per-group evaluation of every labelled set (fetched, and ../shared/data) against the configured
+# bounds (benchmarks/release_gate.json): exits 3 when a bound is exceeded. Reports in build/release-gate/.
+release-gate: setup
+	$(BIN)/facegate release-gate --out build/release-gate
 
 clean:
 	rm -rf $(VENV) .venv-tools .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -157,7 +157,7 @@ def count_pairs(
             bucket = np.searchsorted(grid, s, side="right")  # thresholds <= s
             imp = ~same & ~bad
             np.add.at(ge, (code[imp], bucket[imp]), 1)
-            imp_n += np.bincount(code[~same], minlength=n_groups * n_groups)
+            imp_n += np.bincount(code[imp], minlength=n_groups * n_groups)
             if same.any():
                 np.add.at(gen_ge, (np.full(int(same.sum()), gi), bucket[same]), 1)
                 gen_n[gi] += int(same.sum())
