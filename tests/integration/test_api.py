@@ -13,23 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _images import chip_png as _chip
 
 from facegate import datasets
-from facegate.evaluation import johns_chip
 from facegate.localcloud.cloud import LocalCloud
 from facegate.sdk import FacegateApiError, FacegateClient
 from facegate.service import FaceService
-from facegate.vision.decode import cv2
 
 ROOT = Path(__file__).resolve().parents[2]
 TENANT = "hmp-sdk"
 OTHER = "lab-sdk"
-
-
-def _chip(path: Path) -> bytes:
-    ok, data = cv2.imencode(".png", johns_chip(path))
-    assert ok
-    return bytes(data)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _images import chip_png as _chip
+from _images import png as _png
 
 from facegate import datasets
 from facegate.evaluation import johns_chip
@@ -33,16 +35,6 @@ from facegate.workflow.models import ObjectRef
 ROOT = Path(__file__).resolve().parents[2]
 PRISON = TenantContext(tenant_id="hmp-photos", actor="officer-7")
 GALLERY = "residents"
-
-
-def _png(image: np.ndarray) -> bytes:
-    ok, data = cv2.imencode(".png", image)
-    assert ok
-    return bytes(data)
-
-
-def _chip(path: Path) -> bytes:
-    return _png(johns_chip(path))
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _images import chip_png as _chip
 from pydantic import ValidationError
 
 from facegate import datasets
 from facegate.errors import StorageError
-from facegate.evaluation import johns_chip
 from facegate.localcloud.adapter import DynamoDBCall, SessionRecord
 from facegate.localcloud.cloud import LOCAL_STAND_INS, Execution, LocalCloud
 from facegate.localcloud.deploy import LAMBDA_RUNTIME_VARIABLES
@@ -29,7 +29,6 @@ from facegate.store.models import AuditRecord
 from facegate.store.repositories import Galleries, Requests
 from facegate.store.scope import tenant_scope
 from facegate.tenancy import TenantContext
-from facegate.vision.decode import cv2
 from facegate.workflow.models import ObjectRef
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,12 +38,6 @@ GALLERY = "residents"
 PURPOSE = "entry at gate A"
 SELF_SET = {"OPENCV_IO_MAX_IMAGE_PIXELS"}
 """Variables facegate's own code sets at import (facegate.vision.decode), as it would in Lambda."""
-
-
-def _chip(path: Path) -> bytes:
-    ok, data = cv2.imencode(".png", johns_chip(path))
-    assert ok
-    return bytes(data)
 
 
 @pytest.fixture(scope="module")

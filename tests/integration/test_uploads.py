@@ -13,18 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import numpy as np
 import pytest
+from _images import chip_png as _chip
 from botocore.exceptions import ClientError
 
 from facegate import datasets
-from facegate.evaluation import johns_chip
 from facegate.localcloud.cloud import LocalCloud
 from facegate.service import FaceService
 from facegate.store.models import RequestRecord
 from facegate.store.scope import tenant_scope
 from facegate.tenancy import TenantContext
-from facegate.vision.decode import cv2
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR = "operator@facegate"
@@ -33,12 +31,6 @@ OTHER_TENANT = "hmp-elsewhere"
 GALLERY = "residents"
 PURPOSE = "entry at gate A"
 RESOURCE_DENY = "with an explicit deny in a resource-based policy"
-
-
-def _chip(path: Path) -> bytes:
-    ok, data = cv2.imencode(".png", johns_chip(path))
-    assert ok
-    return bytes(np.asarray(data))
 
 
 @pytest.fixture(scope="module")

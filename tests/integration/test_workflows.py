@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _images import chip_png as _chip
+from _images import png as _png
 
 from facegate import datasets
 from facegate.evaluation import johns_chip
@@ -30,16 +32,6 @@ OPERATOR = "operator@facegate"
 PRISON = TenantContext(tenant_id="hmp-integration", actor="officer-1")
 GALLERY = "residents"
 PURPOSE = "entry at gate A"
-
-
-def _png(image: np.ndarray) -> bytes:
-    ok, data = cv2.imencode(".png", image)
-    assert ok
-    return bytes(data)
-
-
-def _chip(path: Path) -> bytes:
-    return _png(johns_chip(path))
 
 
 @pytest.fixture(scope="module")

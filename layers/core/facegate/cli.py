@@ -8,8 +8,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from facegate.errors import FacegateError, InvalidRequestError
+
+if TYPE_CHECKING:  # the vision stack loads only for the commands that need it
+    from facegate.vision import FacePipeline
 
 # The CLI decides as the service does: the use case's threshold from the catalog, never below its floor.
 DEFAULT_USE_CASE = "identity_verification"
@@ -93,7 +97,13 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _evaluate_one(
-    spec: str, options: dict[str, object], out: Path | None, *, bounds: dict[str, object] | None, json_only: bool
+    spec: str,
+    options: dict[str, object],
+    out: Path | None,
+    *,
+    bounds: dict[str, object] | None,
+    json_only: bool,
+    pipeline: FacePipeline,
 ) -> dict[str, object]:
     """Evaluate one labelled set through the production path; write report.json (and the HTML, plots)."""
     from facegate.evaluation import dataset as ds
@@ -101,11 +111,10 @@ def _evaluate_one(
     from facegate.evaluation.measure import measure
     from facegate.evaluation.report import build_report
     from facegate.policy.gate import PolicyGate
-    from facegate.vision import FacePipeline
 
     dataset = ds.load(spec, **options)  # type: ignore[arg-type]
     print(f"{dataset.name}: {len(dataset.images):,} images of {len(dataset.groups())} group(s)", file=sys.stderr)
-    measured = measure(dataset, FacePipeline.from_store())
+    measured = measure(dataset, pipeline)
     report = build_report(measured, policy_version=PolicyGate().version)
     if bounds is not None:
         report["gate"] = check(report, bounds)
@@ -145,6 +154,11 @@ def _print_summary(report: dict[str, object]) -> None:
         print(line)
 
 
+def _print_checks(gate: dict[str, Any]) -> None:
+    for c in gate["checks"]:
+        print(("ok       " if c["passed"] else "EXCEEDED ") + c["text"])
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     bounds = None
     if args.gate:
@@ -152,15 +166,23 @@ def _evaluate(args: argparse.Namespace) -> int:
 
         bounds = json.loads(Path(args.gate).read_text(encoding="utf-8"))
         check_bounds(bounds, where=args.gate)
-    report = _evaluate_one(args.dataset, _dataset_options(args), args.out, bounds=bounds, json_only=args.json_only)
+    from facegate.vision import FacePipeline
+
+    report = _evaluate_one(
+        args.dataset,
+        _dataset_options(args),
+        args.out,
+        bounds=bounds,
+        json_only=args.json_only,
+        pipeline=FacePipeline.from_store(),
+    )
     if args.out is None:
         print(json.dumps(report, indent=1))
     else:
         _print_summary(report)
     gate = report.get("gate")
     if isinstance(gate, dict):
-        for c in gate["checks"]:
-            print(("ok       " if c["passed"] else "EXCEEDED ") + c["text"])
+        _print_checks(gate)
         return 0 if gate["passed"] else 3
     return 0
 
@@ -173,14 +195,18 @@ def _release_gate(args: argparse.Namespace) -> int:
     chosen = [s for s in sets if not args.set or s.name in args.set]
     if args.set and len(chosen) != len(set(args.set)):
         raise InvalidRequestError(f"unknown set(s) {sorted(set(args.set) - {s.name for s in sets})}")
+    from facegate.vision import FacePipeline
+
+    pipeline = FacePipeline.from_store()  # one per run: every set goes through the same sessions
     failed = []
     for s in chosen:
         out = args.out / s.name if args.out else None
-        report = _evaluate_one(s.dataset, {**s.options, "name": s.name}, out, bounds=s.bounds, json_only=args.json_only)
+        report = _evaluate_one(
+            s.dataset, {**s.options, "name": s.name}, out, bounds=s.bounds, json_only=args.json_only, pipeline=pipeline
+        )
         gate = report["gate"]
         assert isinstance(gate, dict)
-        for c in gate["checks"]:
-            print(("ok       " if c["passed"] else "EXCEEDED ") + c["text"])
+        _print_checks(gate)
         if not gate["passed"]:
             failed.append(s.name)
     print(f"release gate: {'FAILED on ' + ', '.join(failed) if failed else 'passed'} ({len(chosen)} sets)")

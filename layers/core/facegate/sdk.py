@@ -73,14 +73,7 @@ class FacegateClient:
                 payload: dict[str, Any] = json.loads(response.read() or b"{}")
                 return payload
         except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                detail = json.loads(raw or b"{}")
-            except json.JSONDecodeError:
-                detail = {"message": raw.decode(errors="replace")}
-            raise FacegateApiError(
-                exc.code, detail.get("code", f"http.{exc.code}"), detail.get("message", ""), detail.get("decision")
-            ) from None
+            raise _api_error(exc) from None
 
     # --- galleries and consent ------------------------------------------------------------------------
 

@@ -17,7 +17,8 @@ import numpy.typing as npt
 
 from facegate.errors import FaceTooSmallError, ImageError, LowQualityError
 from facegate.evaluation.dataset import Dataset, LabelledImage
-from facegate.vision.decode import BgrImage, cv2, decode_image
+from facegate.evaluation.pairs import with_border
+from facegate.vision.decode import BgrImage, decode_image
 from facegate.vision.embedder import EMBEDDING_DIM
 from facegate.vision.pipeline import FaceAnalysis, FacePipeline
 from facegate.vision.quality import require
@@ -46,11 +47,7 @@ class Measurements:
 
 
 def _load(image: LabelledImage) -> BgrImage:
-    picture = decode_image(image.path.read_bytes())
-    if image.border:
-        b = image.border
-        picture = np.asarray(cv2.copyMakeBorder(picture, b, b, b, b, cv2.BORDER_CONSTANT))
-    return picture
+    return with_border(decode_image(image.path.read_bytes()), image.border)
 
 
 def outcome(analysis: FaceAnalysis) -> str:

@@ -24,10 +24,16 @@ JOHNS_BORDER = 75
 black border (not replicate or reflect: those put the impostor maximum at 0.479 / 0.448 against 0.343)."""
 
 
+def with_border(image: BgrImage, border: int) -> BgrImage:
+    """``image`` inside a black border ``border`` pixels wide (a tight face chip gets the context the
+    detector needs)."""
+    b = border
+    return np.asarray(cv2.copyMakeBorder(image, b, b, b, b, cv2.BORDER_CONSTANT)) if b else image
+
+
 def johns_chip(path: Path) -> BgrImage:
     """One of dlib's johns, decoded and padded with the black border the detector needs."""
-    b = JOHNS_BORDER
-    return np.asarray(cv2.copyMakeBorder(decode_image(path.read_bytes()), b, b, b, b, cv2.BORDER_CONSTANT))
+    return with_border(decode_image(path.read_bytes()), JOHNS_BORDER)
 
 
 def embed_subject(pipeline: FacePipeline, image: BgrImage) -> Embedding | None:
