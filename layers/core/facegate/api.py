@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import os
+import re
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -46,7 +48,7 @@ from facegate.errors import (
 from facegate.service import FaceService
 from facegate.store.scope import tenant_scope
 from facegate.tenancy import ENTITY_ID, TENANT_ID, TenantContext
-from facegate.workflow.models import ObjectRef, WorkflowRequest
+from facegate.workflow.models import TEST_SET_NAME, ObjectRef, TestSet, WorkflowRequest
 from facegate.workflow.uploads import UploadProofs, checksum_sha256
 
 
@@ -58,6 +60,7 @@ class ApiSettings(BaseModel):
     bucket: str = Field(min_length=3)
     enrol_state_machine_arn: str = Field(pattern=r"^arn:aws[a-z-]*:states:")
     bulk_enrol_state_machine_arn: str = Field(pattern=r"^arn:aws[a-z-]*:states:")
+    independent_test_state_machine_arn: str = Field(pattern=r"^arn:aws[a-z-]*:states:")
     audit_signing_key_id: str = Field(min_length=1)
     upload_proof_key_id: str = Field(min_length=1)
     """The KMS HMAC key that proves a probe's actor (:mod:`facegate.workflow.uploads`)."""
@@ -69,6 +72,7 @@ class ApiSettings(BaseModel):
                 "bucket": os.environ.get("FACEGATE_BUCKET"),
                 "enrol_state_machine_arn": os.environ.get("FACEGATE_ENROL_STATE_MACHINE_ARN"),
                 "bulk_enrol_state_machine_arn": os.environ.get("FACEGATE_BULK_ENROL_STATE_MACHINE_ARN"),
+                "independent_test_state_machine_arn": os.environ.get("FACEGATE_INDEPENDENT_TEST_STATE_MACHINE_ARN"),
                 "audit_signing_key_id": os.environ.get("FACEGATE_AUDIT_SIGNING_KEY_ID"),
                 "upload_proof_key_id": os.environ.get("FACEGATE_UPLOAD_PROOF_KEY_ID"),
             }
@@ -160,6 +164,17 @@ class ReviewBody(_Body):
     confirm: bool
 
 
+class IndependentTestBody(_Body):
+    """A tester's labelled set: a zip of ``labels.csv`` (``path``, ``identity``[, ``group``]) and the
+    images (:mod:`facegate.sandbox.archive`); ``identities: false`` for a set without identity labels."""
+
+    set_zip_b64: str = Field(min_length=1, max_length=10_000_000)
+    name: str = Field(default="independent-test", pattern=TEST_SET_NAME)
+    identities: bool = True
+    group_source: Literal["annotated", "manual", "predicted", "self-reported"] = "annotated"
+
+
+TEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 REPORT_FORMATS = {"json": "application/json", "html": "text/html; charset=utf-8"}
 STATUS = {
     InvalidRequestError: 400,
@@ -181,11 +196,15 @@ def _error(exc: FacegateError) -> Response[Any]:
     return Response(status_code=status, content_type="application/json", body=body)
 
 
-def _image(data_b64: str) -> bytes:
+def _decoded(data_b64: str, what: str) -> bytes:
     try:
         return base64.b64decode(data_b64, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise InvalidRequestError("the image is not valid base64") from exc
+        raise InvalidRequestError(f"{what} is not valid base64") from exc
+
+
+def _image(data_b64: str) -> bytes:
+    return _decoded(data_b64, "the image")
 
 
 class TenantApi:
@@ -362,6 +381,53 @@ class TenantApi:
             ctx = self.ctx()
             export = export_with_anchor(self.service.audit, self.anchors, ctx, held=self.held_anchor(ctx))
             return export.to_dict()
+
+        @app.post("/independent-tests")
+        def submit_independent_test() -> tuple[dict[str, Any], int]:
+            # The set is checked here as the job will read it, before anything is stored: a bad archive
+            # is the caller's 400 and leaves nothing. The gate decides in the workflow's first state.
+            from facegate.sandbox.archive import inspect
+            from facegate.sandbox.keys import set_key
+
+            ctx, body = self.ctx(), self.body(IndependentTestBody)
+            data = _decoded(body.set_zip_b64, "the set's archive")
+            summary = inspect(
+                data,
+                self.service.gate.catalog.sandbox,
+                name=body.name,
+                identities_known=body.identities,
+                group_source=body.group_source,
+            )
+            ref = self._put(set_key(ctx.tenant_id, uuid.uuid4().hex), data)
+            test_set = TestSet.model_validate(summary.to_dict())
+            request = WorkflowRequest.for_upload(ctx, ref, "independent_test", None, test_set=test_set)
+            self._start(self.settings.independent_test_state_machine_arn, request)
+            return {"test_id": request.request_id, "status": "submitted", "set": summary.to_dict()}, 202
+
+        @app.get("/independent-tests/<test_id>")
+        def get_independent_test(test_id: str) -> Response[Any]:
+            from facegate.sandbox.keys import report_keys
+
+            ctx = self.ctx()
+            fmt = (self.app.current_event.query_string_parameters or {}).get("format", "json")
+            if fmt not in REPORT_FORMATS:
+                raise InvalidRequestError(f"format must be one of {', '.join(REPORT_FORMATS)}, not {fmt[:20]!r}")
+            row = self.service.requests.get(ctx, test_id) if TEST_ID.fullmatch(test_id) else None
+            if row is None or row.operation != "independent_test":
+                raise NotFoundError("no such independent test (or it is still running)")
+            if row.status != "completed":
+                reasons = (row.result or {}).get("reasons", [])
+                body = {"test_id": test_id, "status": row.status, "reasons": reasons}
+                if fmt == "html":  # no report to show: the answer is the refusal, as JSON
+                    return Response(status_code=409, content_type=REPORT_FORMATS["json"], body=body)
+                return Response(status_code=200, content_type=REPORT_FORMATS["json"], body=body)
+            json_key, html_key = report_keys(ctx.tenant_id, test_id)
+            stored = self.s3.get_object(Bucket=self.settings.bucket, Key=html_key if fmt == "html" else json_key)
+            text = stored["Body"].read().decode("utf-8")
+            if fmt == "html":
+                return Response(status_code=200, content_type=REPORT_FORMATS["html"], body=text)
+            payload = {"test_id": test_id, "status": row.status, "set": row.result, "report": json.loads(text)}
+            return Response(status_code=200, content_type=REPORT_FORMATS["json"], body=payload)
 
         @app.get("/accountability-report")
         def accountability_report() -> Response[Any]:

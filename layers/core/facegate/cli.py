@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -108,14 +109,12 @@ def _evaluate_one(
     """Evaluate one labelled set through the production path; write report.json (and the HTML, plots)."""
     from facegate.evaluation import dataset as ds
     from facegate.evaluation.gate import check
-    from facegate.evaluation.measure import measure
-    from facegate.evaluation.report import build_report
+    from facegate.evaluation.report import evaluate
     from facegate.policy.gate import PolicyGate
 
     dataset = ds.load(spec, **options)  # type: ignore[arg-type]
     print(f"{dataset.name}: {len(dataset.images):,} images of {len(dataset.groups())} group(s)", file=sys.stderr)
-    measured = measure(dataset, pipeline)
-    report = build_report(measured, policy_version=PolicyGate().version)
+    report = evaluate(dataset, pipeline, policy_version=PolicyGate().version)
     if bounds is not None:
         report["gate"] = check(report, bounds)
     if out is not None:
@@ -137,6 +136,96 @@ def _dataset_options(args: argparse.Namespace) -> dict[str, object]:
         "group_source": args.group_source,
         **({"name": args.name} if args.name else {}),
     }
+
+
+def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", help="a CSV of path,identity[,group], a folder with labels.csv or of "
+                        "<identity>/<image>, or a fetched set (johns, face_recognition)")  # fmt: skip
+    parser.add_argument("--path-column", default="path")
+    parser.add_argument("--identity-column", default="identity")
+    parser.add_argument("--no-identities", action="store_true", help="every image a different person")
+    parser.add_argument("--group-column", default="group")
+    parser.add_argument("--no-groups", action="store_true", help="one group")
+    parser.add_argument("--group-source", default="annotated", help="manual, annotated, predicted, self-reported")
+    parser.add_argument("--name", help="the set's name in the report")
+
+
+def _endpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint", default=os.environ.get("FACEGATE_API_URL"), help="the API (FACEGATE_API_URL)")
+    parser.add_argument(
+        "--token", default=os.environ.get("FACEGATE_ID_TOKEN"), help="the tester's ID token (FACEGATE_ID_TOKEN)"
+    )
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from facegate.sdk import FacegateClient
+
+    if not args.endpoint or not args.token:
+        raise InvalidRequestError(
+            "name the API and the tester's token: --endpoint/--token or FACEGATE_API_URL/_ID_TOKEN"
+        )
+    return FacegateClient(args.endpoint, args.token, timeout=120.0)
+
+
+def _packed(args: argparse.Namespace) -> tuple[bytes, str, bool, str]:
+    """The set read as `facegate evaluate` reads it, packed, and checked as the service will check it."""
+    from facegate.evaluation import dataset as ds
+    from facegate.policy.catalog import default_catalog
+    from facegate.sandbox.archive import inspect, pack
+
+    dataset = ds.load(args.dataset, **_dataset_options(args))  # type: ignore[arg-type]
+    data = pack(dataset)
+    name = "".join(c if c.isalnum() or c in " _.-" else "-" for c in (args.name or dataset.name))[:64] or "set"
+    grouped = dataset.group_source if dataset.group_source != "none" else "annotated"
+    summary = inspect(
+        data, default_catalog().sandbox, name=name, identities_known=dataset.identities_known, group_source=grouped
+    )
+    print(
+        f"{name}: {summary.images:,} images of {summary.identities:,} identities, {len(data):,} bytes",
+        file=sys.stderr,
+    )
+    return data, name, dataset.identities_known, grouped
+
+
+def _sandbox_pack(args: argparse.Namespace) -> int:
+    data, *_ = _packed(args)
+    args.out.write_bytes(data)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _write_test(client: Any, test_id: str, outcome: dict[str, Any], out: Path | None) -> int:
+    print(json.dumps({k: v for k, v in outcome.items() if k != "report"}, indent=1))
+    if outcome.get("status") != "completed":
+        return 4
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(outcome["report"], indent=1) + "\n", encoding="utf-8")
+        (out / "report.html").write_text(client.independent_test(test_id, "html"), encoding="utf-8")
+        print(f"report in {out}", file=sys.stderr)
+    _print_summary(outcome["report"])
+    return 0
+
+
+def _sandbox_submit(args: argparse.Namespace) -> int:
+    data, name, identities, group_source = _packed(args)
+    client = _client(args)
+    submitted = client.submit_independent_test(data, name=name, identities=identities, group_source=group_source)
+    print(f"test {submitted['test_id']}: {submitted['status']}", file=sys.stderr)
+    if not args.wait:
+        print(json.dumps(submitted, indent=1))
+        return 0
+    outcome = client.wait_for_independent_test(submitted["test_id"])
+    return _write_test(client, submitted["test_id"], outcome, args.out)
+
+
+def _sandbox_report(args: argparse.Namespace) -> int:
+    client = _client(args)
+    outcome = client.independent_test(args.test_id)
+    if outcome is None:
+        print(f"test {args.test_id}: no outcome yet (or no such test)", file=sys.stderr)
+        return 4
+    return _write_test(client, args.test_id, outcome, args.out)
 
 
 def _print_summary(report: dict[str, object]) -> None:
@@ -308,15 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="DATASET: a CSV of path,identity[,group], a folder holding labels.csv, a folder of "
         "<identity>/<image>, or a fetched set (johns, face_recognition).",
     )
-    evaluate.add_argument("dataset")
+    _dataset_arguments(evaluate)
     evaluate.add_argument("--out", type=Path, help="folder for report.json, report.html and the PNGs")
-    evaluate.add_argument("--path-column", default="path")
-    evaluate.add_argument("--identity-column", default="identity")
-    evaluate.add_argument("--no-identities", action="store_true", help="every image a different person")
-    evaluate.add_argument("--group-column", default="group")
-    evaluate.add_argument("--no-groups", action="store_true", help="one group")
-    evaluate.add_argument("--group-source", default="annotated", help="manual, annotated, predicted, self-reported")
-    evaluate.add_argument("--name", help="the set's name in the report")
     evaluate.add_argument("--gate", help="a JSON of bounds (facegate.evaluation.gate): exit 3 when one is exceeded")
     evaluate.add_argument("--json-only", action="store_true", help="no HTML or plots (no matplotlib needed)")
     evaluate.set_defaults(func=_evaluate)
@@ -327,6 +409,24 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--set", action="append", help="only this set (repeatable)")
     gate.add_argument("--json-only", action="store_true")
     gate.set_defaults(func=_release_gate)
+
+    sandbox = sub.add_parser("sandbox", help="independent testing: a labelled set evaluated by the service, apart")
+    sandbox_sub = sandbox.add_subparsers(dest="action", required=True)
+    pack = sandbox_sub.add_parser("pack", help="a labelled set as the sandbox's zip (labels.csv and numbered images)")
+    _dataset_arguments(pack)
+    pack.add_argument("--out", type=Path, required=True, help="the zip to write")
+    pack.set_defaults(func=_sandbox_pack)
+    submit = sandbox_sub.add_parser("submit", help="submit a labelled set to the service's sandbox (a tester's token)")
+    _dataset_arguments(submit)
+    _endpoint_arguments(submit)
+    submit.add_argument("--wait", action="store_true", help="wait for the report (and write it with --out)")
+    submit.add_argument("--out", type=Path, help="folder for report.json and report.html (with --wait)")
+    submit.set_defaults(func=_sandbox_submit)
+    fetch = sandbox_sub.add_parser("report", help="a submitted test's outcome and report")
+    fetch.add_argument("test_id")
+    _endpoint_arguments(fetch)
+    fetch.add_argument("--out", type=Path, help="folder for report.json and report.html")
+    fetch.set_defaults(func=_sandbox_report)
 
     report = sub.add_parser("report", help="the model card and accountability reports, generated")
     report_sub = report.add_subparsers(dest="action", required=True)

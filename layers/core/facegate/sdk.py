@@ -225,17 +225,67 @@ class FacegateClient:
         it, with nothing in force."""
         if format == "json":
             return self._call("GET", "/accountability-report")
-        request = urllib.request.Request(
-            f"{self.endpoint}/accountability-report?format={quote(format, safe='')}",
-            method="GET",
-            headers={"Authorization": self.id_token},
-        )
+        return self._page("/accountability-report?format=html")
+
+    def _page(self, path: str) -> str:
+        request = urllib.request.Request(self.endpoint + path, method="GET", headers={"Authorization": self.id_token})
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 page: str = response.read().decode("utf-8")
                 return page
         except urllib.error.HTTPError as exc:
             raise _api_error(exc) from None
+
+    # --- independent testing (a tester authorised by an operator) -------------------------------------
+
+    def submit_independent_test(
+        self,
+        archive: bytes,
+        *,
+        name: str = "independent-test",
+        identities: bool = True,
+        group_source: str = "annotated",
+    ) -> dict[str, Any]:
+        """Submit a labelled set to the sandbox: ``archive`` is a zip of ``labels.csv`` (``path``,
+        ``identity``[, ``group``]) and the images (``facegate sandbox pack`` builds one from any set
+        ``facegate evaluate`` reads). ``identities=False`` for a set without identity labels. Returns
+        ``test_id``, ``status`` and the ``set`` as the service read it; a bad archive is a 400 that
+        stores nothing. The set is evaluated apart from every gallery; only counts come back."""
+        body = {
+            "set_zip_b64": base64.b64encode(archive).decode("ascii"),
+            "name": name,
+            "identities": identities,
+            "group_source": group_source,
+        }
+        return self._call("POST", "/independent-tests", body)
+
+    @overload
+    def independent_test(self, test_id: str, format: Literal["json"] = "json") -> dict[str, Any] | None: ...
+
+    @overload
+    def independent_test(self, test_id: str, format: Literal["html"]) -> str | None: ...
+
+    def independent_test(self, test_id: str, format: Literal["json", "html"] = "json") -> dict[str, Any] | str | None:
+        """The test's outcome, or ``None`` while it runs: ``"json"``, a dict with ``status``
+        (``completed``, ``refused`` or ``failed``, with ``reasons``), the ``set`` and the ``report``
+        (the same JSON ``facegate evaluate`` writes); ``"html"``, the report's page with its plots."""
+        path = f"/independent-tests/{quote(test_id, safe='')}"
+        try:
+            return self._call("GET", path) if format == "json" else self._page(path + "?format=html")
+        except FacegateApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def wait_for_independent_test(self, test_id: str, *, timeout: float = 3600.0, poll: float = 2.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.independent_test(test_id)
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"independent test {test_id} has no outcome after {timeout} s")
+            time.sleep(poll)
 
 
 def _api_error(exc: urllib.error.HTTPError) -> FacegateApiError:

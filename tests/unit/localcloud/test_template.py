@@ -447,8 +447,27 @@ def test_no_deployed_code_opts_out_of_tenant_sessions(translated: dict[str, Any]
         assert "FACEGATE_TENANT_SESSIONS" not in variables, logical
     for logical, props in _of_type(translated, "AWS::Batch::JobDefinition").items():
         env = {e["Name"]: e["Value"] for e in props["ContainerProperties"]["Environment"]}
-        assert env.get("FACEGATE_TENANT_ROLE_ARN") == {"Fn::GetAtt": ["TenantDataRole", "Arn"]}, logical
         assert "FACEGATE_TENANT_SESSIONS" not in env, logical
+        if logical == "IndependentTestJobDefinition":  # no table at all: see the next test
+            assert "FACEGATE_TENANT_ROLE_ARN" not in env
+            assert "FACEGATE_TABLE_PREFIX" not in env
+            continue
+        assert env.get("FACEGATE_TENANT_ROLE_ARN") == {"Fn::GetAtt": ["TenantDataRole", "Arn"]}, logical
+
+
+def test_the_independent_test_job_can_reach_no_table_and_only_testers_sets(translated: dict[str, Any]) -> None:
+    """The sandbox touches no tenant's gallery: its job's role grants no DynamoDB action, no session of
+    the tenant role, and S3 only under independent-tests/ (read the set, write the report)."""
+    definition = translated["Resources"]["IndependentTestJobDefinition"]["Properties"]
+    statements = _role_statements(translated, definition["ContainerProperties"]["JobRoleArn"])
+    actions = {a for st in statements for a in _as_list(st["Action"])}
+    assert not [a for a in actions if a.split(":")[0] in ("dynamodb", "sts", "states", "lambda")], actions
+    for st in statements:
+        if any(a.startswith("s3:") for a in _as_list(st["Action"])):
+            for resource in _as_list(st["Resource"]):
+                assert "/tenants/*/independent-tests/" in json.dumps(resource), resource
+        assert st["Effect"] == "Allow"
+        assert "*" not in _as_list(st["Action"])
 
 
 def test_every_function_that_touches_tenant_rows_can_open_a_tenant_session(source: dict[str, Any]) -> None:
@@ -575,7 +594,12 @@ def _state_machine_arn(props: dict[str, Any]) -> dict[str, str]:
 
 def test_every_state_machine_is_encrypted_with_the_data_key(translated: dict[str, Any]) -> None:
     machines = _of_type(translated, "AWS::StepFunctions::StateMachine")
-    assert set(machines) == {"RecognizeStateMachine", "EnrolStateMachine", "BulkEnrolStateMachine"}
+    assert set(machines) == {
+        "RecognizeStateMachine",
+        "EnrolStateMachine",
+        "BulkEnrolStateMachine",
+        "IndependentTestStateMachine",
+    }
     for logical, props in machines.items():
         encryption = props.get("EncryptionConfiguration")
         assert encryption is not None, f"{logical}: execution history is encrypted with an AWS owned key only"
@@ -663,7 +687,9 @@ def test_inline_state_machines_writes_each_definition_file_as_a_literal_string(s
 
 
 UPLOADER_PREFIX: dict[str, Any] = {"Fn::Sub": "${ProbeBucket.Arn}/tenants/${!aws:PrincipalTag/tenant_id}/*"}
-WRITERS_UNDER_TENANTS: frozenset[str] = frozenset({"TenantUploaderRole", "ApiFunctionRole", "BatchJobRole"})
+WRITERS_UNDER_TENANTS: frozenset[str] = frozenset(
+    {"TenantUploaderRole", "ApiFunctionRole", "BatchJobRole", "IndependentTestJobRole"}
+)
 
 
 def _role_policy_statements(translated: dict[str, Any], role: str) -> list[dict[str, Any]]:

@@ -38,6 +38,7 @@ from facegate.accountability.uses import (
 from facegate.embedding import EMBEDDING_DIM, MODEL_VERSION
 from facegate.errors import UnknownUseCaseError
 from facegate.policy import PolicyGate, UseCase
+from facegate.policy.catalog import SANDBOX_USE_CASE
 from facegate.service.records import DEFAULT_RETENTION, HUMAN_REVIEW, REQUEST_RETENTION, TWO_PERSON
 from facegate.store.models import AuditRecord, ConsentRecord, RequestRecord, TemplateRecord
 from facegate.store.repositories import Approval, Tenant
@@ -335,6 +336,9 @@ def accountability_report(
     :class:`UnknownUseCaseError`: nothing true can be said about it."""
     gate = PolicyGate()
     now = now or datetime.now(UTC)
+    # A tester's authorisation is the sandbox's, not a use case: listed apart, never as one in force.
+    testing = [a for a in approvals if a.use_case == SANDBOX_USE_CASE]
+    approvals = [a for a in approvals if a.use_case != SANDBOX_USE_CASE]
     unknown = sorted({a.use_case for a in approvals} - set(gate.catalog.use_cases))
     if unknown:
         raise UnknownUseCaseError(
@@ -408,6 +412,19 @@ def accountability_report(
                 "how_counted": card["calibration_data"]["how_counted"],
             },
             "evaluation": dict(evaluation) if evaluation is not None else None,
+            "independent_testing": {
+                "what": gate.catalog.sandbox.description,
+                "authorisations": [
+                    {
+                        "approver": a.approver,
+                        "approved_at": a.approved_at.isoformat(),
+                        "expires_at": a.expires_at.isoformat(),
+                        "status": a.status,
+                        "live": a.status == "active" and a.expires_at > now,
+                    }
+                    for a in testing
+                ],
+            },
         },
         "civil_rights_and_liberties": {
             "refused_uses": refused,
@@ -419,6 +436,8 @@ def accountability_report(
                 "GET /audit: the tenant's own audit log, verified, with a signed head.",
                 "DELETE /subjects/{id}: a subject's erasure, at any time.",
                 "GET /accountability-report: this report, regenerated from the current sources.",
+                "POST /independent-tests: an operator-authorised tester's labelled set, evaluated apart from "
+                "every gallery; the same per-group report comes back (GET /independent-tests/{id}).",
             ],
         },
         "agency_statements_required": [{"item": item, "statement": text} for item, text in AGENCY_STATEMENTS],

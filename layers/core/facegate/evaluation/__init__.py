@@ -9,17 +9,32 @@
 - :mod:`.gate`: the release gate's bounds on a report.
 """
 
-from facegate.evaluation.pairs import (
-    JOHNS_BORDER,
-    PairCounts,
-    VerificationStats,
-    all_pairs,
-    count_pairs,
-    count_template_impostors,
-    embed_subject,
-    johns_chip,
-    verification_stats,
-)
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from facegate.evaluation.pairs import (
+        JOHNS_BORDER,
+        PairCounts,
+        VerificationStats,
+        all_pairs,
+        count_pairs,
+        count_template_impostors,
+        embed_subject,
+        johns_chip,
+        verification_stats,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """The pair helpers, imported on first use: :mod:`.dataset` (which the API's zip function reads a
+    tester's set with) must not pull in OpenCV and onnxruntime through :mod:`.pairs`."""
+    if name in __all__:
+        return getattr(import_module("facegate.evaluation.pairs"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "JOHNS_BORDER",

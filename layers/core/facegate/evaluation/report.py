@@ -21,17 +21,20 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from facegate.embedding import MODEL_VERSION
-from facegate.evaluation.dataset import UNLABELLED
-from facegate.evaluation.measure import OUTCOMES, Measurements
+from facegate.evaluation.dataset import UNLABELLED, Dataset
+from facegate.evaluation.measure import OUTCOMES, Measurements, measure
 from facegate.evaluation.pairs import count_pairs
 from facegate.policy.catalog import Catalog, default_catalog
 from facegate.stats import wilson
+
+if TYPE_CHECKING:
+    from facegate.vision import FacePipeline
 
 SCHEMA = 1
 KIND = "facegate.evaluation"
@@ -262,3 +265,9 @@ def build_report(
         "curves": curves,
         "notes": notes,
     }
+
+
+def evaluate(dataset: Dataset, pipeline: FacePipeline, *, policy_version: str | None = None) -> dict[str, Any]:
+    """A labelled set through the production path, counted: the report ``facegate evaluate`` writes and
+    the sandbox's job returns to a tester (the same function, so the same figures)."""
+    return build_report(measure(dataset, pipeline), policy_version=policy_version)

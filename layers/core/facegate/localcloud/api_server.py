@@ -184,6 +184,9 @@ class LocalApi:
         )
         payload = json.loads(response["Payload"].read() or b"{}")
         if response.get("FunctionError"):
+            import sys  # the function's error is the operator's to read (CloudWatch there), never the caller's
+
+            print(f"local API: {route.template} failed: {json.dumps(payload)[:2000]}", file=sys.stderr)
             return _json(502, {"message": "Internal server error"})
         out_headers = {k: str(v) for k, v in (payload.get("headers") or {}).items()}
         # A REST proxy integration may answer either form; API Gateway sends both (Powertools uses the

@@ -50,6 +50,13 @@ def _run_batch_job(argv: list[str], environment: dict[str, str]) -> int:
     return main(argv)
 
 
+def _run_independent_test_job(argv: list[str], environment: dict[str, str]) -> int:
+    """The independent-test job's real entrypoint, on this machine's CPU, under the job role's credentials."""
+    from facegate.sandbox.job import main
+
+    return main(argv)
+
+
 def repo_root() -> Path:
     """The source tree holding template.yaml: the working directory or one of its parents."""
     here = Path.cwd().resolve()
@@ -126,6 +133,7 @@ class LocalCloud:
         activate(self.adapter)
         template = translate(load_template(self.root / "template.yaml"), region=REGION)
         self.adapter.batch_entrypoints["python -m facegate.batch"] = _run_batch_job
+        self.adapter.batch_entrypoints["python -m facegate.sandbox"] = _run_independent_test_job
         key, secret = ADMIN_CREDENTIALS
         self.stack = Stack(
             self.stack_name,

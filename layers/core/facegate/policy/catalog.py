@@ -91,10 +91,48 @@ class Moratorium(_Strict):
         return self
 
 
+SANDBOX_USE_CASE: Final = "independent_testing"
+"""What a tester's authorisation is recorded under (an approval of its own kind: never a catalog use
+case, so no tenant can apply for it and no gallery can be made under it)."""
+SANDBOX_DEPLOYMENT: Final = "sandbox"
+
+
+class Sandbox(_Strict):
+    """Independent testing (``facegate.sandbox``): an operator authorises a tester for a while; the
+    tester's labelled set is evaluated apart from every gallery and only counts come back."""
+
+    description: str = Field(min_length=10)
+    max_grant_days: int = Field(ge=1, le=366)
+    """The longest an operator may authorise a tester for at once (renewal is a new decision)."""
+    min_images: int = Field(ge=2)
+    min_identities: int = Field(ge=2)
+    """A set of fewer people is a comparison of faces, not a test of the system: refused."""
+    max_images: int = Field(ge=2, le=100_000)
+    max_archive_bytes: int = Field(ge=1024, le=7_500_000)
+    """The set's zip, as sent through API Gateway (10 MB body, base64: at most 7.5 MB of bytes)."""
+    max_uncompressed_bytes: int = Field(ge=1024, le=2_000_000_000)
+    rate_limits: dict[str, RateLimit]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Sandbox:
+        if self.min_images > self.max_images:
+            raise ValueError("min_images exceeds max_images")
+        if set(self.rate_limits) != {"independent_test"}:
+            raise ValueError("the sandbox rate-limits independent_test, and only it")
+        return self
+
+
 class Catalog(_Strict):
     version: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}\.\d+$")
     moratoria: tuple[Moratorium, ...]
     use_cases: dict[str, UseCase] = Field(min_length=1)
+    sandbox: Sandbox
+
+    @model_validator(mode="after")
+    def _sandbox_apart(self) -> Catalog:
+        if SANDBOX_USE_CASE in self.use_cases:
+            raise ValueError(f"{SANDBOX_USE_CASE!r} names the sandbox; no use case may take that name")
+        return self
 
     def under_moratorium(self, registration: TenantVocabulary) -> bool:
         """Whether a (validated, hence canonical) registration falls under a moratorium."""

@@ -23,7 +23,7 @@ import cedarpy
 from pydantic import BaseModel, ConfigDict, Field
 
 from facegate.errors import CatalogError, RegistrationError
-from facegate.policy.catalog import DEPLOYMENTS, Catalog, default_catalog
+from facegate.policy.catalog import DEPLOYMENTS, SANDBOX_DEPLOYMENT, SANDBOX_USE_CASE, Catalog, default_catalog
 from facegate.policy.vocabulary import TenantVocabulary, validate_registration
 
 POLICY_FILES: Final = ("never.cedar", "requests.cedar", "use_cases.cedar")
@@ -52,6 +52,13 @@ class Operation(StrEnum):
     INFER_ATTRIBUTE = "infer_attribute"
     RECORD_CONSENT = "record_consent"
     REVIEW = "review"
+    AUTHORISE_TESTER = "authorise_tester"
+    """An operator's decision to let a tester use the sandbox (``facegate.sandbox``) until a date."""
+    INDEPENDENT_TEST = "independent_test"
+    """A tester's labelled set, evaluated in the sandbox (no gallery is read or written)."""
+
+
+SANDBOX_OPERATIONS: Final = frozenset({Operation.AUTHORISE_TESTER, Operation.INDEPENDENT_TEST})
 
 
 class _Facts(BaseModel):
@@ -115,6 +122,11 @@ class PolicyRequest(_Facts):
     """Templates the tenant holds under this use case, across its galleries (before this request)."""
     comparisons_today: int = 0
     """Templates searched today by this tenant under this use case, this search's included."""
+    grant_until: datetime | None = None
+    """``authorise_tester``: until when the operator would authorise the tester."""
+    set_images: int = 0
+    """``independent_test``: the labelled set's images and distinct identities (as the archive lists them)."""
+    set_identities: int = 0
 
 
 @dataclass(frozen=True)
@@ -246,8 +258,12 @@ class PolicyGate:
     def context(self, req: PolicyRequest) -> dict[str, Any]:
         """The Cedar context for a request: every attribute present, derived only from the facts."""
         use_case = self.catalog.use_cases.get(req.use_case)
+        sandbox = self.catalog.sandbox
         current = [a for a in req.tenant.approvals if a.use_case == req.use_case and a.status == "active"]
         live = [a for a in current if a.expires_at > req.now]
+        # A tester's authorisation is an approval of the sandbox's own kind (never a catalog use case).
+        tester = req.use_case == SANDBOX_USE_CASE and req.operation in SANDBOX_OPERATIONS
+        grant_days = (req.grant_until - req.now).total_seconds() / 86400 if req.grant_until is not None else 0.0
         if req.operation is Operation.APPLY_USE_CASE:
             deployment = req.deployment or ""
         elif live:
@@ -264,7 +280,10 @@ class PolicyGate:
             "use_case_known": use_case is not None,
             "deployment": deployment,
             "source_kind": req.source_kind,
-            "approval_active": bool(live) and deployment in (use_case.deployments if use_case else ()),
+            "approval_active": bool(live)
+            and (
+                deployment == SANDBOX_DEPLOYMENT if tester else deployment in (use_case.deployments if use_case else ())
+            ),
             "approval_expired": bool(current) and not live,
             # Deployment names are compared exactly: "Camera_Network" or "bodycam" is not offered.
             "deployment_offered": deployment in DEPLOYMENTS,
@@ -308,6 +327,11 @@ class PolicyGate:
                 and use_case.search_comparisons_per_day is not None
                 and req.comparisons_today > use_case.search_comparisons_per_day
             ),
+            "sandbox_use_case": tester,
+            "grant_days_exceeded": grant_days > sandbox.max_grant_days,
+            "grant_in_past": req.grant_until is not None and grant_days <= 0,
+            "set_too_small": req.set_images < sandbox.min_images or req.set_identities < sandbox.min_identities,
+            "set_too_large": req.set_images > sandbox.max_images,
         }
 
     def decide(self, req: PolicyRequest) -> Decision:

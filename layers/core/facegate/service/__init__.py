@@ -28,12 +28,14 @@ from facegate.service.records import (
     utc_now,
 )
 from facegate.service.review import Reviews
+from facegate.service.sandbox import IndependentTesting
 
 
 @dataclass
-class FaceService(Operators, Enrolment, Matching, Reviews, Erasure):
-    """The domain service: operators' approvals, enrolment, matching, review and erasure, each in its
-    own module over one :class:`~facegate.service.base.ServiceBase` (the gate, repositories, audit)."""
+class FaceService(Operators, Enrolment, Matching, Reviews, Erasure, IndependentTesting):
+    """The domain service: operators' approvals, enrolment, matching, review, erasure and independent
+    testing, each in its own module over one :class:`~facegate.service.base.ServiceBase` (the gate,
+    repositories, audit)."""
 
 
 __all__ = [

@@ -16,7 +16,7 @@ from facegate.errors import (
 )
 from facegate.match import Calibration
 from facegate.policy import Decision, Operation, PolicyGate, PolicyRequest
-from facegate.policy.catalog import UseCase
+from facegate.policy.catalog import SANDBOX_USE_CASE, UseCase
 from facegate.policy.gate import UNKNOWN, stage_of
 from facegate.store.models import SEP
 from facegate.store.repositories import (
@@ -74,7 +74,10 @@ class ServiceBase:
         """Count this attempt (denied ones too: enumeration is attempts) and compare with the limits:
         the catalog's, or the tenant's quota where an operator set a lower one."""
         spec = self._use_case(use_case)
-        limit = spec.rate_limits.get(operation.value) if spec else None
+        limits = spec.rate_limits if spec else {}
+        if use_case == SANDBOX_USE_CASE:
+            limits = self.gate.catalog.sandbox.rate_limits
+        limit = limits.get(operation.value)
         if limit is None:
             return False, False
         quota = tenant.quotas.get(use_case, {}).get(operation.value, {})

@@ -30,6 +30,8 @@ from facegate.tenancy import ENTITY_ID, TENANT_ID, TenantContext
 PROBE_KEY: Final = re.compile(r"^tenants/(?P<tenant>[^/]+)/probes/(?P<gallery>[^/]+)/(?P<name>[^/]+)$")
 UPLOAD_KEY: Final = re.compile(r"^tenants/(?P<tenant>[^/]+)/uploads/(?P<gallery>[^/]+)/[^/]+$")
 MANIFEST_KEY: Final = re.compile(r"^tenants/(?P<tenant>[^/]+)/manifests/[^/]+\.jsonl$")
+TEST_SET_NAME: Final = r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$"
+TEST_SET_KEY: Final = re.compile(r"^tenants/(?P<tenant>[^/]+)/independent-tests/[0-9a-f]{32}\.zip$")
 MAX_FACES_LISTED: Final = 10
 """Detect reports every face's count, but lists at most this many boxes (crowds are refused anyway)."""
 
@@ -85,6 +87,20 @@ def tenant_of_key(key: str) -> str | None:
     return None
 
 
+class TestSet(_Model):
+    """An independent test's labelled set, as the API checked it (:mod:`facegate.sandbox.archive`): what
+    the gate decides on; the job checks the archive again and refuses one that lists other images."""
+
+    name: str = Field(pattern=TEST_SET_NAME)
+    images: int = Field(ge=0, le=100_000)
+    identities: int = Field(ge=0, le=100_000)
+    identities_known: bool
+    grouped: bool
+    group_source: Literal["annotated", "manual", "predicted", "self-reported", "none"]
+    labels_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    archive_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class WorkflowRequest(_Model):
     """What Recognize and Enrol run on, normalised by the first state from an S3 event or an API call."""
 
@@ -95,8 +111,9 @@ class WorkflowRequest(_Model):
     whose metadata names an actor without the API's proof."""
     claimed_actor: str | None = Field(default=None, max_length=256)
     """The actor an unproven upload declared: kept as a claim, never recorded as the actor."""
-    operation: Literal["enrol", "verify", "search", "bulk_enrol"]
-    gallery_id: str = Field(pattern=ENTITY_ID.pattern)
+    operation: Literal["enrol", "verify", "search", "bulk_enrol", "independent_test"]
+    gallery_id: str | None = Field(default=None, pattern=ENTITY_ID.pattern)
+    """Every operation's gallery, except an independent test's: it has none (the sandbox reads none)."""
     image: ObjectRef
     """The photo (or, for ``bulk_enrol``, the manifest) this request runs on; an enrolment's first photo."""
     images: tuple[ObjectRef, ...] | None = Field(default=None, min_length=1, max_length=MAX_REFERENCES)
@@ -109,6 +126,8 @@ class WorkflowRequest(_Model):
     case_reference: str | None = Field(default=None, max_length=256)
     top_k: int = Field(default=1, ge=1, le=50)
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    test_set: TestSet | None = None
+    """An independent test's set (and only its)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -142,11 +161,27 @@ class WorkflowRequest(_Model):
             raise ValueError("the image must lie under the tenant's own prefix (tenants/<tenant>/...)")
         if self.operation == "bulk_enrol" and MANIFEST_KEY.fullmatch(self.image.key) is None:
             raise ValueError("a bulk enrolment names a manifest under tenants/<tenant>/manifests/<name>.jsonl")
+        sandbox = self.operation == "independent_test"
+        if sandbox != (self.test_set is not None):
+            raise ValueError("an independent test, and only it, names its labelled set")
+        if sandbox != (self.gallery_id is None):
+            raise ValueError("every request but an independent test names its gallery")
+        if sandbox and (self.subject_id or self.consent_id):
+            raise ValueError("an independent test names no subject or consent")
+        if sandbox and TEST_SET_KEY.fullmatch(self.image.key) is None:
+            raise ValueError("an independent test names a set under tenants/<tenant>/independent-tests/<name>.zip")
         return self
 
     @property
     def ctx(self) -> TenantContext:
         return TenantContext(tenant_id=self.tenant_id, actor=self.actor)
+
+    @property
+    def gallery(self) -> str:
+        """The request's gallery (every operation's but an independent test's)."""
+        if self.gallery_id is None:
+            raise InvalidRequestError(f"a {self.operation} request has no gallery")
+        return self.gallery_id
 
     @property
     def photos(self) -> tuple[ObjectRef, ...]:
@@ -169,10 +204,11 @@ class WorkflowRequest(_Model):
         ctx: TenantContext,
         image: ObjectRef | Sequence[ObjectRef],
         operation: str,
-        gallery_id: str,
+        gallery_id: str | None,
         *,
         subject_id: str | None = None,
         consent_id: str | None = None,
+        test_set: TestSet | None = None,
     ) -> WorkflowRequest:
         """An Enrol or BulkEnrol request for what the caller uploaded: one object, or an enrolment's
         photos (the request id is the object versions', so a retried start finds the same request)."""
@@ -190,6 +226,7 @@ class WorkflowRequest(_Model):
                 "consent_id": consent_id,
                 "image": photos[0].model_dump(),
                 **({"images": [p.model_dump() for p in photos]} if len(photos) > 1 else {}),
+                **({"test_set": test_set.model_dump()} if test_set is not None else {}),
             }
         )
 

@@ -197,10 +197,17 @@ def _decide(rt: Runtime, req: WorkflowRequest, **facts: Any) -> Decision:
     bulk = req.operation == "bulk_enrol"
     try:
         with tenant_scope(req.tenant_id):
+            if req.test_set is not None:  # an independent test: the sandbox's decision, no gallery
+                return rt.service.decide_independent_test(
+                    req.ctx,
+                    images=req.test_set.images,
+                    identities=req.test_set.identities,
+                    request_id=req.request_id,
+                )
             return rt.service.decide(
                 req.ctx,
                 Operation.ENROL if bulk else Operation(req.operation),
-                req.gallery_id,
+                req.gallery,
                 subject_id=req.subject_id,
                 consent_id=req.consent_id,
                 threshold=req.threshold,
@@ -217,7 +224,11 @@ def _decide(rt: Runtime, req: WorkflowRequest, **facts: Any) -> Decision:
         raise
 
 
-WORKFLOW_OPERATIONS: Final = {"enrol": ("enrol",), "bulk_enrol": ("bulk_enrol",)}
+WORKFLOW_OPERATIONS: Final = {
+    "enrol": ("enrol",),
+    "bulk_enrol": ("bulk_enrol",),
+    "independent_test": ("independent_test",),
+}
 """What each workflow may be started with besides an S3 event: Recognize runs only on S3's
 "Object Created" events for a probe key (its metadata says what to do), Enrol and BulkEnrol only on
 the API's requests of their own operation."""
@@ -228,7 +239,7 @@ def _request_stage(raw: Any, rt: Runtime, context: Any, workflow: Any = None) ->
         raise InvalidRequestError("the workflow input is a JSON object")
     if workflow not in ("recognize", *WORKFLOW_OPERATIONS):
         raise InvalidRequestError(
-            f"the policy check names its workflow (recognize, enrol, bulk_enrol), not {workflow!r}"
+            f"the policy check names its workflow (recognize, {', '.join(WORKFLOW_OPERATIONS)}), not {workflow!r}"
         )
     probe = object_created(raw)
     if workflow == "recognize" and probe is None:
@@ -419,7 +430,7 @@ def match(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, 
     with tenant_scope(req.tenant_id):
         result = rt.service.match(
             req.ctx,
-            req.gallery_id,
+            req.gallery,
             decision,
             _probe_embedding(rt, req, probe),
             subject_id=req.subject_id,
@@ -429,7 +440,7 @@ def match(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, 
         )
         row = rt.service.record_result(
             req.ctx,
-            req.gallery_id,
+            req.gallery,
             decision,
             result,
             request_id=req.request_id,
@@ -470,7 +481,7 @@ def store_template(event: dict[str, Any], rt: Runtime, context: Any = None) -> d
             embeddings = [_probe_embedding(rt, req, probes[0])]
         stored = rt.service.store_template(
             req.ctx,
-            req.gallery_id,
+            req.gallery,
             subject_id=subject_id,
             consent_id=consent_id,
             embedding=fuse(embeddings),
@@ -531,7 +542,48 @@ def _finish(action: Any, req: WorkflowRequest, event: dict[str, Any], rt: Runtim
         }
     if action == "bulk_complete":
         return _bulk_complete(req, rt)
-    raise InvalidRequestError(f"unknown finish action {action!r} (complete, refused, failed or bulk_complete)")
+    if action == "independent_test_complete":
+        return _independent_test_complete(req, rt)
+    raise InvalidRequestError(
+        f"unknown finish action {action!r} (complete, refused, failed, bulk_complete or independent_test_complete)"
+    )
+
+
+def _independent_test_complete(req: WorkflowRequest, rt: Runtime) -> dict[str, Any]:
+    """The sandbox job's report, recorded as the test's outcome (what was measured, never a figure
+    that could single out a face) with its audit entry; the set's archive is deleted like any upload."""
+    from facegate.sandbox.keys import report_keys
+
+    assert req.test_set is not None  # the request model requires it for an independent test
+    json_key, html_key = report_keys(req.tenant_id, req.request_id)
+    try:
+        report = json.loads(rt.s3.get_object(Bucket=req.image.bucket, Key=json_key)["Body"].read())
+        measured = report["dataset"]
+    except (ClientError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidRequestError(f"the independent-test job left no readable report at {json_key}") from exc
+    summary = {
+        "report": json_key,
+        "report_html": html_key,
+        "images": int(measured["images"]),
+        "identities": int(measured["identities"]),
+        "groups": sorted(measured.get("groups", {})),
+        "labels_sha256": req.test_set.labels_sha256,
+        "archive_sha256": req.test_set.archive_sha256,
+        "model_version": report.get("model_version"),
+        "policy_version": report.get("policy_version"),
+    }
+    rt.service.record_outcome(
+        req.ctx,
+        request_id=req.request_id,
+        operation="independent_test",
+        gallery_id=None,
+        status="completed",
+        result=summary,
+        decision={"allowed": True, "reasons": []},
+        action="independent_test.completed",
+        details=summary,
+    )
+    return {"status": "completed", **summary, "image_deleted": rt.delete_image(req.image)}
 
 
 def _bulk_complete(req: WorkflowRequest, rt: Runtime) -> dict[str, Any]:

@@ -1,0 +1,5 @@
+import sys
+
+from facegate.sandbox.job import main
+
+sys.exit(main())
