@@ -9,11 +9,14 @@ from facegate.match.calibration import Calibration
 from facegate.match.matcher import (
     MAX_TOP_K,
     Candidate,
+    FaceSearch,
     Gallery,
     GalleryTemplate,
+    PhotoSearchResult,
     SearchResult,
     VerifyResult,
     search,
+    search_faces,
     verify,
 )
 
@@ -21,10 +24,13 @@ __all__ = [
     "MAX_TOP_K",
     "Calibration",
     "Candidate",
+    "FaceSearch",
     "Gallery",
     "GalleryTemplate",
+    "PhotoSearchResult",
     "SearchResult",
     "VerifyResult",
     "search",
+    "search_faces",
     "verify",
 ]

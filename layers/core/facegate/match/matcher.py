@@ -110,6 +110,77 @@ class SearchResult:
         }
 
 
+@dataclass(frozen=True)
+class FaceSearch:
+    """One face of a photo, searched: its place in the photo (the detector's box) and its answer."""
+
+    face: int
+    """The face's rank by the subject-face rule (0: the subject)."""
+    box: tuple[float, float, float, float]
+    result: SearchResult
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"face": self.face, "box": [round(float(v), 1) for v in self.box], **self.result.to_dict()}
+
+
+@dataclass(frozen=True)
+class PhotoSearchResult:
+    """A search of every comparable face of one photo (photo organisation: who is in this picture), each
+    face its own open-set search of the same gallery. ``candidates`` lists each person once, with the
+    face that scored best for them: one person is not in a photo twice."""
+
+    faces: tuple[FaceSearch, ...]
+
+    @property
+    def no_match(self) -> bool:
+        return all(f.result.no_match for f in self.faces)
+
+    @property
+    def candidates(self) -> tuple[Candidate, ...]:
+        best: dict[str, Candidate] = {}
+        for f in self.faces:
+            for c in f.result.candidates:
+                if c.subject_id not in best or c.score > best[c.subject_id].score:
+                    best[c.subject_id] = c
+        return tuple(sorted(best.values(), key=lambda c: (-c.score, c.subject_id)))
+
+    def to_dict(self) -> dict[str, Any]:
+        first = self.faces[0].result
+        return {
+            "faces": [f.to_dict() for f in self.faces],
+            "candidates": [c.to_dict() for c in self.candidates],
+            "no_match": self.no_match,
+            "threshold": first.threshold,
+            "top_k": first.top_k,
+            "gallery_size": first.gallery_size,
+            "templates": first.templates,
+            "operating_fmr": first.operating_fmr,
+            # Each face is its own search: the false candidates expected across the photo add up.
+            "expected_false_candidates": sum(f.result.expected_false_candidates for f in self.faces),
+            "model_version": first.model_version,
+        }
+
+
+def search_faces(
+    probes: Sequence[tuple[tuple[float, float, float, float], Embedding]],
+    templates: Sequence[GalleryTemplate] | Gallery,
+    *,
+    threshold: float,
+    top_k: int,
+    calibration: Calibration,
+) -> PhotoSearchResult:
+    """Search every face of a photo (``(box, template)`` pairs, the subject first) in one gallery."""
+    if not probes:
+        raise ValueError("a photo search needs at least one face")
+    gallery = templates if isinstance(templates, Gallery) else Gallery(templates)
+    return PhotoSearchResult(
+        tuple(
+            FaceSearch(i, box, search(probe, gallery, threshold=threshold, top_k=top_k, calibration=calibration))
+            for i, (box, probe) in enumerate(probes)
+        )
+    )
+
+
 class Gallery:
     """One tenant's templates stacked once into a matrix, for vectorised search (build it once, search often)."""
 

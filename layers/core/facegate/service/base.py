@@ -168,7 +168,11 @@ class ServiceBase:
                 facts["consent_valid"] = consent is not None and consent.valid_for(use_case, self.clock())
         else:
             facts.update(threshold=threshold, top_k=top_k, purpose=purpose, case_reference=case_reference)
-            facts.update(self._sweep_facts(ctx, operation, use_case, gallery, subject_id, content_hash, count_attempt))
+            facts.update(
+                self._sweep_facts(
+                    ctx, operation, use_case, gallery, subject_id, content_hash, count_attempt, face_count
+                )
+            )
         stage = stage_of(face_count)
         decision = self._decide(
             ctx,
@@ -194,6 +198,7 @@ class ServiceBase:
         subject_id: str | None,
         content_hash: str | None,
         count_attempt: bool,
+        face_count: int = UNKNOWN,
     ) -> dict[str, Any]:
         """The facts that refuse a sweep made of allowed calls: the distinct subjects verified today
         (counted with the attempt), the same image verified against another subject (at the face
@@ -211,10 +216,20 @@ class ServiceBase:
                 facts["enumeration_suspected"] = not self.probes.claim_content(
                     ctx, use_case, content_hash, subject_id, now, window
                 )
-        if operation is Operation.SEARCH and count_attempt and spec.search_comparisons_per_day is not None:
-            facts["comparisons_today"] = self.counters.hit(
-                ctx, f"comparisons{SEP}{use_case}", window=timedelta(days=1), now=now, amount=gallery.template_count
-            )
+        if operation is Operation.SEARCH and spec.search_comparisons_per_day is not None:
+            # Where a photo's every face is searched (photo organisation), each face is a search of the
+            # gallery: the budget counts them all. The workflow counts the first search with the attempt
+            # and the other faces at the face re-check, once they are known.
+            faces = min(face_count, spec.max_faces_in_probe) if face_count > 1 else 1
+            searches = faces if count_attempt else faces - 1
+            if searches > 0:
+                facts["comparisons_today"] = self.counters.hit(
+                    ctx,
+                    f"comparisons{SEP}{use_case}",
+                    window=timedelta(days=1),
+                    now=now,
+                    amount=gallery.template_count * searches,
+                )
         return facts
 
     # --- capacity: the gallery's and the tenant's counts, kept exact --------------------------------

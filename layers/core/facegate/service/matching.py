@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from facegate.embedding import Embedding
 from facegate.errors import (
     EnumerationRefusedError,
@@ -14,7 +16,7 @@ from facegate.errors import (
     PolicyDeniedError,
     WriteConditionError,
 )
-from facegate.match import SearchResult, VerifyResult, search, verify
+from facegate.match import search, search_faces, verify
 from facegate.policy import Decision, Operation
 from facegate.store.repositories import (
     RequestRow,
@@ -31,6 +33,7 @@ from facegate.service.records import (
     HUMAN_REVIEW,
     REQUEST_RETENTION,
     MatchOutcome,
+    MatchResult,
     declared,
     no_match,
     reference,
@@ -50,11 +53,15 @@ class Matching(ServiceBase):
         top_k: int = 1,
         purpose: str | None = None,
         case_reference: str | None = None,
-    ) -> VerifyResult | SearchResult:
+        faces: Sequence[tuple[tuple[float, float, float, float], Embedding]] = (),
+    ) -> MatchResult:
         """Compare a probe with the caller's gallery under an allowed verify or search decision.
 
         A verification first asks whether the same face was verified against another subject within
-        the window (a sweep of 1:1 calls): if so the gate refuses it (audited) before any comparison."""
+        the window (a sweep of 1:1 calls): if so the gate refuses it (audited) before any comparison.
+        ``faces`` (a search under a use case that allows several faces in a photo: ``(box, template)``,
+        the subject first, ``probe`` its template) searches every one of them, each its own open-set
+        search: a :class:`PhotoSearchResult`. More faces than the decision was taken on are refused."""
         if not decision.allowed or decision.threshold is None or decision.stage != FACES:
             raise PolicyDeniedError(
                 "matching needs an allowed verify or search decision re-checked on the detected faces", decision
@@ -77,6 +84,18 @@ class Matching(ServiceBase):
             reference(t, self._offset(t.references, decision.use_case))
             for t in self.templates.in_gallery(ctx, gallery_id, now=self.clock())
         ]
+        if len(faces) > 1:
+            spec = self._use_case(decision.use_case)
+            allowed = min(spec.max_faces_in_probe if spec else 1, int(decision.facts.get("face_count", len(faces))))
+            if len(faces) > allowed or not np.array_equal(faces[0][1].vector, probe.vector):
+                raise PolicyDeniedError(
+                    f"{len(faces)} faces to search, but {decision.use_case} allows {allowed} in a photo "
+                    "(and the subject leads)",
+                    decision,
+                )
+            return search_faces(
+                faces, templates, threshold=decision.threshold, top_k=top_k, calibration=self.calibration
+            )
         return search(probe, templates, threshold=decision.threshold, top_k=top_k, calibration=self.calibration)
 
     def _offset(self, references: int, use_case: str | None) -> float:
@@ -130,12 +149,13 @@ class Matching(ServiceBase):
         ctx: TenantContext,
         gallery_id: str,
         decision: Decision,
-        result: VerifyResult | SearchResult,
+        result: MatchResult,
         *,
         request_id: str | None = None,
         purpose: str | None = None,
         case_reference: str | None = None,
         transient_ref: str | None = None,
+        transient_refs: Sequence[str] = (),
     ) -> RequestRow:
         """Store the result with its review state and its audit entry in one transaction (which also
         deletes the probe's short-lived template, ``transient_ref``, that the result consumed). With a
@@ -167,7 +187,8 @@ class Matching(ServiceBase):
             "purpose": purpose,
             "case_reference": case_reference,
         }
-        extra = [self.transient.delete_write(ctx, transient_ref)] if transient_ref else []
+        refs = [*([transient_ref] if transient_ref else []), *transient_refs]
+        extra = [self.transient.delete_write(ctx, ref) for ref in refs]
         return self._record_once(ctx, f"{decision.operation}.completed", details, row, write, extra)
 
     def _record_once(
@@ -234,7 +255,7 @@ class Matching(ServiceBase):
         ctx: TenantContext,
         gallery_id: str,
         decision: Decision,
-        result: VerifyResult | SearchResult,
+        result: MatchResult,
         purpose: str | None,
         case_reference: str | None,
     ) -> MatchOutcome:
@@ -300,5 +321,22 @@ class Matching(ServiceBase):
             purpose=purpose,
             case_reference=case_reference,
         )
-        result = self.match(ctx, gallery_id, decision, analysis.subject_embedding, top_k=top_k)
+        result = self.match(
+            ctx,
+            gallery_id,
+            decision,
+            analysis.subject_embedding,
+            top_k=top_k,
+            faces=self._faces_to_search(decision, analysis),
+        )
         return self._outcome(ctx, gallery_id, decision, result, purpose, case_reference)
+
+    def _faces_to_search(
+        self, decision: Decision, analysis: FaceAnalysis
+    ) -> list[tuple[tuple[float, float, float, float], Embedding]]:
+        """Every comparable face, where the use case allows several in a photo (photo organisation: who
+        is in this picture), else none (the subject alone is searched). Bystanders never are."""
+        spec = self._use_case(decision.use_case)
+        if spec is None or spec.max_faces_in_probe <= 1 or analysis.face_count <= 1:
+            return []
+        return [(face.box, emb) for face, emb in zip(analysis.faces, analysis.embeddings, strict=False)]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from facegate.errors import (
     InvalidRequestError,
 )
-from facegate.match import GalleryTemplate, SearchResult, VerifyResult
+from facegate.match import GalleryTemplate, PhotoSearchResult, SearchResult, VerifyResult
 from facegate.policy import Decision
 from facegate.policy.gate import FACES_STAGE, REQUEST_STAGE
 from facegate.store.repositories import (
@@ -21,6 +21,9 @@ from facegate.store.repositories import (
 if TYPE_CHECKING:  # the vision stack (onnxruntime, OpenCV) stays out of the non-vision functions
     from facegate.vision.pipeline import FaceAnalysis
 
+
+MatchResult = VerifyResult | SearchResult | PhotoSearchResult
+"""A match's answer: 1:1, a search of the subject, or (photo organisation) a search of every face."""
 
 DEFAULT_RETENTION: Final = timedelta(days=3 * 365)
 REQUEST_RETENTION: Final = timedelta(days=90)
@@ -59,7 +62,7 @@ class MatchOutcome:
 
     request_id: str
     decision: Decision
-    result: VerifyResult | SearchResult
+    result: MatchResult
     review_state: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,7 +128,7 @@ def reference(t: StoredTemplate, offset: float = 0.0) -> GalleryTemplate:
     return GalleryTemplate(template_id=t.template_id, subject_id=t.subject_id, embedding=t.embedding, offset=offset)
 
 
-def no_match(result: VerifyResult | SearchResult) -> bool:
+def no_match(result: MatchResult) -> bool:
     return not result.matched if isinstance(result, VerifyResult) else result.no_match
 
 

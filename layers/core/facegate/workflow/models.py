@@ -79,6 +79,15 @@ def photo_ref(request_id: str, index: int) -> str:
     return f"{stem}.{index}"
 
 
+def face_ref(request_id: str, index: int) -> str:
+    """The short-lived template reference of a photo search's face ``index`` (0, the subject, is the
+    request id itself): Embed writes them, Match searches each and deletes them with the result."""
+    if index == 0:
+        return request_id
+    stem = request_id if len(request_id) <= 120 else hashlib.sha256(request_id.encode()).hexdigest()[:32]
+    return f"{stem}.face{index}"
+
+
 def tenant_of_key(key: str) -> str | None:
     """The tenant whose prefix holds ``key`` (``tenants/<tenant>/...``), or ``None``."""
     parts = key.split("/")
@@ -323,6 +332,11 @@ class Detection(_Model):
         return self
 
 
+class FaceRef(_Model):
+    ref: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    box: tuple[float, float, float, float]
+
+
 class ProbeTemplate(_Model):
     """Embed's output: a *reference* to the probe's template, never the template itself.
 
@@ -333,6 +347,9 @@ class ProbeTemplate(_Model):
 
     ref: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
     model_version: str = Field(min_length=1, max_length=64)
+    faces: tuple[FaceRef, ...] = Field(default=(), max_length=MAX_FACES_LISTED)
+    """A photo search's faces (photo organisation: every comparable face is searched), the subject first
+    (its ``ref`` is this template's): references and boxes only. Empty when the subject alone is searched."""
 
 
 class StateError(_Model):

@@ -44,10 +44,12 @@ from facegate.workflow.models import (
     MAX_FACES_LISTED,
     Detection,
     FaceBox,
+    FaceRef,
     ObjectRef,
     ProbeTemplate,
     StateError,
     WorkflowRequest,
+    face_ref,
     object_created,
     photo_ref,
     tenant_of_key,
@@ -374,11 +376,29 @@ def embed(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, 
     image = rt.read_image(ref)
     landmarks = np.asarray(detection.faces[0].landmarks, dtype=np.float32)
     require(assess(image, landmarks))  # measured again here, never taken from the state
-    crop = align_face(image, landmarks)
-    embedding = embedder().embed([crop])[0]
-    with tenant_scope(req.tenant_id):  # the template stays under the tenant's key, out of the state
-        rt.service.transient.put(req.ctx, transient, embedding, rt.service.clock())
-    return ProbeTemplate(ref=transient, model_version=embedding.model_version).model_dump(mode="json")
+    searched = detection.faces[: _faces_searched(rt, req, event.get("decision"), detection)]
+    crops = [align_face(image, np.asarray(face.landmarks, dtype=np.float32)) for face in searched]
+    embeddings = embedder().embed(crops)  # one batch: the subject first, then the other faces searched
+    refs = [transient] + [face_ref(req.request_id, i) for i in range(1, len(embeddings))]
+    with tenant_scope(req.tenant_id):  # the templates stay under the tenant's key, out of the state
+        for key, embedding in zip(refs, embeddings, strict=True):
+            rt.service.transient.put(req.ctx, key, embedding, rt.service.clock())
+    faces = (
+        tuple(FaceRef(ref=key, box=face.box) for key, face in zip(refs, searched, strict=True)) if len(refs) > 1 else ()
+    )
+    return ProbeTemplate(ref=transient, model_version=embeddings[0].model_version, faces=faces).model_dump(mode="json")
+
+
+def _faces_searched(rt: Runtime, req: WorkflowRequest, raw: Any, detection: Detection) -> int:
+    """How many faces Embed embeds: every comparable one for a search whose use case allows several in
+    a photo (photo organisation), decided on those faces; else the subject alone."""
+    if req.operation != "search" or not isinstance(raw, dict) or detection.face_count <= 1:
+        return 1
+    decision = Decision.from_dict(raw)
+    spec = rt.service.gate.catalog.use_cases.get(decision.use_case)
+    if not decision.allowed or decision.stage != FACES_STAGE or spec is None:
+        return 1
+    return max(1, min(detection.face_count, spec.max_faces_in_probe, len(detection.faces)))
 
 
 # --- Match and StoreTemplate ------------------------------------------------------------------------
@@ -417,6 +437,21 @@ def _probe_embedding(rt: Runtime, req: WorkflowRequest, probe: ProbeTemplate) ->
     return _kept_embedding(rt, req, probe)
 
 
+def _face_probes(
+    rt: Runtime, req: WorkflowRequest, probe: ProbeTemplate, subject: Embedding
+) -> list[tuple[tuple[float, float, float, float], Embedding]]:
+    """A photo search's faces as Embed left them (the subject first, then this request's face refs)."""
+    if not probe.faces:
+        return []
+    if [f.ref for f in probe.faces] != [face_ref(req.request_id, i) for i in range(len(probe.faces))]:
+        raise InvalidRequestError("the faces' template references are not this request's")
+    others = [
+        (f.box, _kept_embedding(rt, req, ProbeTemplate(ref=f.ref, model_version=probe.model_version)))
+        for f in probe.faces[1:]
+    ]
+    return [(probe.faces[0].box, subject), *others]
+
+
 def _kept_embedding(rt: Runtime, req: WorkflowRequest, probe: ProbeTemplate) -> Embedding:
     embedding = rt.service.transient.get(req.ctx, probe.ref, rt.service.clock())
     if embedding.model_version != probe.model_version:
@@ -428,15 +463,17 @@ def match(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, 
     """Compare, then store the result with its review state and audit it (once per request)."""
     req, decision, probe = _allowed(event)
     with tenant_scope(req.tenant_id):
+        subject = _probe_embedding(rt, req, probe)
         result = rt.service.match(
             req.ctx,
             req.gallery,
             decision,
-            _probe_embedding(rt, req, probe),
+            subject,
             subject_id=req.subject_id,
             top_k=req.top_k,
             purpose=req.purpose,
             case_reference=req.case_reference,
+            faces=_face_probes(rt, req, probe, subject),
         )
         row = rt.service.record_result(
             req.ctx,
@@ -447,6 +484,7 @@ def match(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, 
             purpose=req.purpose,
             case_reference=req.case_reference,
             transient_ref=probe.ref,
+            transient_refs=[f.ref for f in probe.faces[1:]],
         )
     return {
         "request_id": row.request_id,
@@ -640,6 +678,11 @@ def _record_failure(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     with tenant_scope(ctx.tenant_id):
         if req is not None and isinstance(raw.get("probe"), dict) and raw["probe"].get("ref") == req.request_id:
             rt.service.transient.delete(ctx, req.request_id)  # the probe's template goes with the request
+        if req is not None and req.operation == "search" and isinstance(raw.get("detection"), dict):
+            # A photo search's other faces (Embed may have kept some before failing): each goes too.
+            count = raw["detection"].get("face_count")
+            for i in range(1, min(count, MAX_FACES_LISTED) if isinstance(count, int) else 1):
+                rt.service.transient.delete(ctx, face_ref(req.request_id, i))
         if req is not None and isinstance(raw.get("detections"), list):
             # Embed's Map may have kept some photos' templates before one failed (or StoreTemplate
             # refused them): each goes with the request, whether or not it was written.
