@@ -2,7 +2,8 @@
 
 Run: ``python -m benchmarks.calibrate [--out PATH]`` (a few minutes on 2 cores; needs ``../shared/data``).
 
-Every image goes through the product's own path (decode, detect, the subject-face rule, align, embed).
+Every image goes through the product's own path (decode, detect, the subject-face rule, align, embed: the
+crop and its mirror, averaged, since ``sface-2021dec+flip``).
 
 - **False matches** come from identity-labelled pairs: every cross-person pair of LFW development images
   (``../shared/data/lfw``, 6,922 images of 3,554 people), per gender (manual labels, Afifi & Abdelhamed
@@ -149,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
             "models": {"detector": "yunet-2023mar", "embedder": pipeline.embedder.model_version},
             "detector_score_threshold": DEFAULT_SCORE_THRESHOLD,
             "face_pick": "the subject-face rule (facegate.vision.subject): the product's own choice",
+            "embedding": "test-time flip: the aligned crop and its horizontal mirror in one batch, each fc1 "
+            "output L2-normalised, the two averaged and renormalised"
+            if pipeline.embedder.flip
+            else "the aligned crop alone, its fc1 output L2-normalised",
             "score": "cosine similarity of L2-normalised embeddings; a decision is a match iff score >= threshold",
             "datasets": {
                 "lfw": {

@@ -60,6 +60,7 @@ BUCKET = "facegate-probes-123456789012-eu-west-2"
 # The face count each file's decision was taken with (the gate is asked again below): the decision a
 # task after the re-check carries saw one face; the request stage runs before detection.
 DECIDED_WITH_FACES: dict[str, int] = {
+    "embed.recognize.json": 1,
     "match.search.json": 1,
     "match.verify.json": 1,
     "store_template.enrol.json": 1,

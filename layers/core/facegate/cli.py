@@ -288,17 +288,24 @@ def _release_gate(args: argparse.Namespace) -> int:
 
     pipeline = FacePipeline.from_store()  # one per run: every set goes through the same sessions
     failed = []
+    reports: dict[str, Any] = {}
     for s in chosen:
         out = args.out / s.name if args.out else None
         report = _evaluate_one(
             s.dataset, {**s.options, "name": s.name}, out, bounds=s.bounds, json_only=args.json_only, pipeline=pipeline
         )
+        reports[s.name] = report
         gate = report["gate"]
         assert isinstance(gate, dict)
         _print_checks(gate)
         if not gate["passed"]:
             failed.append(s.name)
     print(f"release gate: {'FAILED on ' + ', '.join(failed) if failed else 'passed'} ({len(chosen)} sets)")
+    if args.summary is not None:
+        from facegate.evaluation.gate import release_summary
+
+        args.summary.write_text(json.dumps(release_summary(reports), indent=1) + "\n", encoding="utf-8")
+        print(f"summary for the accountability report in {args.summary}", file=sys.stderr)
     return 3 if failed else 0
 
 
@@ -408,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     gate.add_argument("--out", type=Path, help="one report folder per set")
     gate.add_argument("--set", action="append", help="only this set (repeatable)")
     gate.add_argument("--json-only", action="store_true")
+    gate.add_argument(
+        "--summary", type=Path, help="also write the per-group summary the accountability report carries (JSON)"
+    )
     gate.set_defaults(func=_release_gate)
 
     sandbox = sub.add_parser("sandbox", help="independent testing: a labelled set evaluated by the service, apart")

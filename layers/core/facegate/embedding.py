@@ -15,7 +15,7 @@ import numpy.typing as npt
 from facegate.errors import EmbeddingMismatchError
 
 EMBEDDING_DIM: Final = 128
-MODEL_VERSION: Final = "sface-2021dec"
+MODEL_VERSION: Final = "sface-2021dec+flip"
 
 FloatArray = npt.NDArray[np.float32]
 

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from facegate.embedding import MODEL_VERSION
 from facegate.match import GalleryTemplate, search
 from facegate.match.calibration import Calibration
 from facegate.store.repositories import Galleries, Gallery, Templates
@@ -30,7 +31,7 @@ FUTURE = datetime.now(UTC) + timedelta(days=30)
 
 def _embedding(seed: int) -> Embedding:
     v = np.random.default_rng(seed).normal(size=128).astype(np.float32)
-    return Embedding((v / np.linalg.norm(v)).astype(np.float32), "sface-2021dec")
+    return Embedding((v / np.linalg.norm(v)).astype(np.float32), MODEL_VERSION)
 
 
 operation = st.one_of(

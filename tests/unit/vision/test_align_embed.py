@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facegate.embedding import MODEL_VERSION
 from facegate.errors import EmbeddingMismatchError
 from facegate.evaluation import johns_chip
 from facegate.vision import EMBEDDING_DIM, Embedding, FacePipeline, decode_image
@@ -55,7 +56,7 @@ def test_embeddings_are_unit_float32_with_model_version(pipeline: FacePipeline, 
     assert emb.vector.dtype == np.float32
     assert emb.vector.shape == (EMBEDDING_DIM,)
     assert np.linalg.norm(emb.vector) == pytest.approx(1.0, abs=1e-5)
-    assert emb.model_version == "sface-2021dec"
+    assert emb.model_version == MODEL_VERSION
     assert emb.cosine(emb) == pytest.approx(1.0, abs=1e-5)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from facegate.embedding import MODEL_VERSION
 from facegate.errors import EnrolmentPhotosError, InvalidRequestError
 from facegate.tenancy import TenantContext
 from facegate.workflow import steps
@@ -194,7 +195,7 @@ def test_store_template_refuses_references_that_are_not_its_photos() -> None:
         "stage": "faces",
     }
     request = _three_photos()
-    good = [{"ref": photo_ref(request["request_id"], i), "model_version": "sface-2021dec"} for i in range(3)]
+    good = [{"ref": photo_ref(request["request_id"], i), "model_version": MODEL_VERSION} for i in range(3)]
     for probes in (good[:2], [good[0], good[2], good[1]], [*good[:2], {**good[2], "ref": "enrol-2.2"}]):
         event = {"request": copy.deepcopy(request), "decision": decision, "probes": probes}
         with pytest.raises(InvalidRequestError, match="references"):

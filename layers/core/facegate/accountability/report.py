@@ -16,8 +16,11 @@ its operational tests, feedback channels) is listed under ``agency_statements_re
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
 from typing import Any, Final
 
 from pynamodb.attributes import TTLAttribute
@@ -44,6 +47,8 @@ from facegate.store.models import AuditRecord, ConsentRecord, RequestRecord, Tem
 from facegate.store.repositories import Approval, Tenant
 
 SCHEMA: Final = 1
+RELEASE_EVALUATION: Final = "release_evaluation.json"
+"""The release gate's summary packaged with the release (``facegate release-gate --summary``)."""
 STATUTE: Final = "Washington RCW 43.386.020 (accountability report), in its spirit"
 # RCW 43.386.020(2)(f) asks how error rates above one percent are addressed: the statute's own figure.
 RCW_ERROR_RATE: Final = 0.01
@@ -446,14 +451,27 @@ def accountability_report(
     }
 
 
+@cache
+def _release_evaluation() -> str:
+    return resources.files("facegate.accountability").joinpath(RELEASE_EVALUATION).read_text(encoding="utf-8")
+
+
+def release_evaluation() -> dict[str, Any]:
+    """The release gate's per-group results for this release, as packaged with it
+    (``facegate release-gate --summary``; a test keeps it of the running model and thresholds)."""
+    data: dict[str, Any] = json.loads(_release_evaluation())
+    return data
+
+
 def tenant_report(
     tenant: Tenant, *, evaluation: Mapping[str, Any] | None = None, now: datetime | None = None
 ) -> dict[str, Any]:
-    """The report of a tenant as the registry holds it (its approvals, quotas and status)."""
+    """The report of a tenant as the registry holds it (its approvals, quotas and status), with the
+    release gate's per-group evaluation of this release unless another ``evaluation`` is given."""
     return accountability_report(
         tenant.tenant_id,
         tenant.approvals,
-        evaluation=evaluation,
+        evaluation=evaluation if evaluation is not None else release_evaluation(),
         name=tenant.name,
         status=tenant.status,
         sector=tenant.sector,
@@ -464,4 +482,4 @@ def tenant_report(
     )
 
 
-__all__ = ["accountability_report", "tenant_report"]
+__all__ = ["accountability_report", "release_evaluation", "tenant_report"]

@@ -186,3 +186,41 @@ def check(report: Mapping[str, Any], bounds: Mapping[str, Any], *, catalog: Cata
                 worst and worst[0],
             )
     return {"passed": all(c["passed"] for c in checks) and bool(checks), "checks": checks}
+
+
+SUMMARY_KIND = "facegate.release_evaluation"
+
+
+def release_summary(reports: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """What the accountability report carries of a release-gate run (``facegate release-gate --summary``):
+    per set, the dataset's description, the per-group FMR and FNMR at each operating threshold (counts
+    and Wilson intervals), the per-image refusal rates and whether the set passed its bounds. Counts only,
+    as the reports hold them; the curves stay in the reports."""
+    if not reports:
+        raise InvalidRequestError("a release summary needs at least one evaluated set")
+    first = next(iter(reports.values()))
+    sets = []
+    for name, report in reports.items():
+        dataset = {k: v for k, v in report["dataset"].items() if k != "source"}
+        gate = report.get("gate") or {}
+        sets.append(
+            {
+                "name": name,
+                "dataset": dataset,
+                "at": report["verification"]["at"],
+                "images": report["images"],
+                "passed": gate.get("passed"),
+                "checks": len(gate.get("checks", [])),
+            }
+        )
+    return {
+        "kind": SUMMARY_KIND,
+        "schema": SCHEMA,
+        "generated_at": first["generated_at"],
+        "model_version": first["model_version"],
+        "catalog_version": first["catalog_version"],
+        "policy_version": first["policy_version"],
+        "command": "facegate release-gate --out build/release-gate --summary "
+        "layers/core/facegate/accountability/release_evaluation.json",
+        "sets": sets,
+    }
