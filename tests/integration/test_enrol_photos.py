@@ -12,6 +12,7 @@ import base64
 import json
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -254,6 +255,38 @@ def test_a_duplicated_delivery_of_a_multi_photo_request_stores_one_template(
     assert second.path == ["PolicyCheck", "IsDuplicate", "AlreadyProcessed"]
     assert len(_templates(subject)) == 1
     assert [a for a, _ in _audit(service, request["request_id"])] == ["template.enrolled", "upload.deleted"]
+
+
+def test_enrol_is_an_express_workflow(cloud: LocalCloud) -> None:
+    described = cloud.client("stepfunctions").describe_state_machine(
+        stateMachineArn=cloud.state_machine_arn("EnrolStateMachineArn")
+    )
+    assert described["type"] == "EXPRESS"
+    assert described["loggingConfiguration"]["level"] == "ERROR"
+    assert described["loggingConfiguration"]["includeExecutionData"] is False
+
+
+def test_concurrent_twin_deliveries_of_an_express_enrolment_store_one_template(
+    cloud: LocalCloud, service: FaceService, people: dict[str, list[Path]]
+) -> None:
+    """Express runs at least once, and a duplicate may arrive while the first is still running: three
+    starts of the same request at once give one template, one request row and one audit entry."""
+    subject = list(people)[3]
+    request = _request(cloud, service, subject, [_chip(p) for p in people[subject][5:7]])
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        runs = list(pool.map(lambda _: _run(cloud, request), range(3)))
+    assert all(r.status in ("SUCCEEDED", "FAILED") for r in runs), runs
+    enrolled = [r for r in runs if r.status == "SUCCEEDED" and "StoreTemplate" in r.path]
+    assert len(enrolled) >= 1, [r.path for r in runs]
+    assert len(_templates(subject)) == 1
+    actions = [a for a, _ in _audit(service, request["request_id"])]
+    assert actions.count("template.enrolled") == 1, actions
+    assert _row(request["request_id"]).status == "completed"
+    # A twin never fails the request it duplicates: it stops as already processed, or ends on the
+    # first one's stored answer.
+    for run in runs:
+        if run.status != "SUCCEEDED":
+            assert "StoreTemplate" not in run.path, run
 
 
 # --- the API and the SDK -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -209,6 +210,32 @@ def test_a_duplicated_event_is_processed_once(
     assert first.output["status"] == "completed"
     assert second.status == "SUCCEEDED"
     assert second.path == ["PolicyCheck", "IsDuplicate", "AlreadyProcessed"]
+    with tenant_scope(PRISON.tenant_id):
+        rows = list(RequestRecord.query(PRISON.tenant_id, RequestRecord.request_id == ref.request_id()))
+    assert len(rows) == 1
+    assert _audit_actions(service, ref.request_id()) == ["search.completed", "probe.deleted"]
+
+
+def test_recognize_is_express_and_concurrent_twin_events_give_one_result(
+    cloud: LocalCloud, service: FaceService, people: dict[str, list[Path]]
+) -> None:
+    """EventBridge delivers at least once and an Express workflow runs at least once: three deliveries
+    of the same event at the same moment give one result row and one audit entry, whichever wins."""
+    sfn = cloud.client("stepfunctions")
+    arn = cloud.state_machine_arn("RecognizeStateMachineArn")
+    assert sfn.describe_state_machine(stateMachineArn=arn)["type"] == "EXPRESS"
+    ref, first = _probe(cloud, _chip(list(people.values())[1][7]))
+    event = json.loads(sfn.describe_execution(executionArn=first.arn)["input"])
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        twins = list(
+            pool.map(
+                lambda i: cloud.wait_for(cloud.start_execution("RecognizeStateMachineArn", event, name=f"twin-{i}")),
+                range(3),
+            )
+        )
+    assert first.output["status"] == "completed"
+    assert all(t.status == "SUCCEEDED" for t in twins), [t.path for t in twins]
+    assert all("Match" not in t.path for t in twins)
     with tenant_scope(PRISON.tenant_id):
         rows = list(RequestRecord.query(PRISON.tenant_id, RequestRecord.request_id == ref.request_id()))
     assert len(rows) == 1

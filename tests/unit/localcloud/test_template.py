@@ -760,3 +760,36 @@ def test_every_role_allowed_to_put_in_the_bucket_is_one_of_its_writers(translate
             if statement["Effect"] == "Allow" and "s3:PutObject" in actions and "ProbeBucket" in resources:
                 writers.add(logical)
     assert writers == WRITERS_UNDER_TENANTS
+
+
+EXPRESS_MACHINES: frozenset[str] = frozenset({"RecognizeStateMachine", "EnrolStateMachine"})
+
+
+def test_recognize_and_enrol_are_express_and_the_batch_workflows_standard(translated: dict[str, Any]) -> None:
+    """Express for the short, high-volume workflows (priced per request, not per state transition);
+    BulkEnrol and IndependentTest wait on batch:submitJob.sync, which only Standard runs."""
+    machines = _of_type(translated, "AWS::StepFunctions::StateMachine")
+    for logical, props in machines.items():
+        kind = props.get("StateMachineType", "STANDARD")
+        assert kind == ("EXPRESS" if logical in EXPRESS_MACHINES else "STANDARD"), logical
+        logging = props["LoggingConfiguration"]
+        assert logging["Level"] == "ERROR", logical  # failures only: no result or template in the logs
+        assert logging["IncludeExecutionData"] is False, logical
+
+
+@pytest.mark.parametrize("name", ["recognize", "enrol"])
+def test_an_express_definition_uses_only_what_express_runs(name: str) -> None:
+    """Express runs for at most five minutes and has no .sync or callback (.waitForTaskToken) tasks."""
+    definition = json.loads((ROOT / "infra" / "statemachine" / f"{name}.asl.json").read_text())
+    assert definition["TimeoutSeconds"] <= 300
+
+    def resources(states: dict[str, Any]) -> list[str]:
+        found = []
+        for state in states.values():
+            found.append(str(state.get("Resource", "")))
+            if "ItemProcessor" in state:
+                found.extend(resources(state["ItemProcessor"]["States"]))
+        return found
+
+    for resource in resources(definition["States"]):
+        assert not resource.endswith((".sync", ".waitForTaskToken")), resource

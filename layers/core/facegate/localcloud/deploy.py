@@ -512,6 +512,10 @@ def _state_machine(stack: Stack, logical: str, p: dict[str, Any], body: dict[str
     extra: dict[str, Any] = {}
     if "EncryptionConfiguration" in p:
         extra["encryptionConfiguration"] = camel_keys(p["EncryptionConfiguration"])
+    if "LoggingConfiguration" in p:  # the level and whether execution data is logged, as deployed
+        extra["loggingConfiguration"] = camel_keys(p["LoggingConfiguration"])
+    if "TracingConfiguration" in p:
+        extra["tracingConfiguration"] = camel_keys(p["TracingConfiguration"])
     arn = stack.client("stepfunctions").create_state_machine(
         name=name, definition=definition, roleArn=p["RoleArn"], type=p.get("StateMachineType", "STANDARD"), **extra
     )["stateMachineArn"]
