@@ -63,7 +63,7 @@ def test_a_tenant_enrols_searches_reviews_erases_and_audits_through_the_sdk(
         assert enrolled["status"] == "completed", enrolled
         assert enrolled["result"]["subject_id"] == subject
 
-    submitted = officer.search("staff", _chip(people[subjects[0]][3]), purpose="entry at gate A", top_k=2)
+    submitted = officer.submit_search("staff", _chip(people[subjects[0]][3]), purpose="entry at gate A", top_k=2)
     outcome = officer.wait_for_request(submitted["request_id"])
     assert outcome["status"] == "completed"
     assert outcome["result"]["candidates"][0]["subject_id"] == subjects[0]
@@ -102,12 +102,12 @@ def test_another_tenant_cannot_read_a_request_or_search_a_gallery(
     cloud: LocalCloud, officer: FacegateClient, people: dict[str, list[Path]]
 ) -> None:
     officer.create_gallery("gate", name="Gate", use_case="access_control")
-    mine = officer.search("gate", _chip(people[next(iter(people))][5]), purpose="entry")
+    mine = officer.submit_search("gate", _chip(people[next(iter(people))][5]), purpose="entry")
     assert officer.wait_for_request(mine["request_id"])["status"] == "completed"
 
     other = FacegateClient(cloud.serve_api(), cloud.issue_token(OTHER, "guard-1"))
     assert other.get_request(mine["request_id"]) is None  # another tenant's request does not exist for them
-    theirs = other.search("gate", _chip(people[next(iter(people))][6]), purpose="entry")
+    theirs = other.submit_search("gate", _chip(people[next(iter(people))][6]), purpose="entry")
     refused = other.wait_for_request(theirs["request_id"])
     assert refused["status"] == "refused"
     assert [r["code"] for r in refused["result"]["reasons"]] == ["request.gallery_not_found"]
@@ -180,7 +180,7 @@ def test_a_probe_field_that_s3_metadata_cannot_carry_is_a_400_and_nothing_is_sto
 
 def test_a_probe_purpose_of_printable_ascii_is_still_accepted(cloud: LocalCloud, officer: FacegateClient) -> None:
     executions = len(cloud.adapter.executions_started)
-    submitted = officer.search(
+    submitted = officer.submit_search(
         "staff", b"probe", purpose="entry at gate A (shift 2); ok? ~ #1", case_reference="CASE-2024/001"
     )
     assert submitted["status"] == "submitted"

@@ -60,6 +60,8 @@ class ApiSettings(BaseModel):
     bucket: str = Field(min_length=3)
     enrol_state_machine_arn: str = Field(pattern=r"^arn:aws[a-z-]*:states:")
     bulk_enrol_state_machine_arn: str = Field(pattern=r"^arn:aws[a-z-]*:states:")
+    recognize_state_machine_arn: str = Field(pattern=r"^arn:aws[a-z-]*:states:")
+    """Recognize (Express), started synchronously by the one-call routes."""
     independent_test_state_machine_arn: str = Field(pattern=r"^arn:aws[a-z-]*:states:")
     audit_signing_key_id: str = Field(min_length=1)
     upload_proof_key_id: str = Field(min_length=1)
@@ -72,6 +74,7 @@ class ApiSettings(BaseModel):
                 "bucket": os.environ.get("FACEGATE_BUCKET"),
                 "enrol_state_machine_arn": os.environ.get("FACEGATE_ENROL_STATE_MACHINE_ARN"),
                 "bulk_enrol_state_machine_arn": os.environ.get("FACEGATE_BULK_ENROL_STATE_MACHINE_ARN"),
+                "recognize_state_machine_arn": os.environ.get("FACEGATE_RECOGNIZE_STATE_MACHINE_ARN"),
                 "independent_test_state_machine_arn": os.environ.get("FACEGATE_INDEPENDENT_TEST_STATE_MACHINE_ARN"),
                 "audit_signing_key_id": os.environ.get("FACEGATE_AUDIT_SIGNING_KEY_ID"),
                 "upload_proof_key_id": os.environ.get("FACEGATE_UPLOAD_PROOF_KEY_ID"),
@@ -126,6 +129,18 @@ class ProbeBody(_Body):
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
+class CallBody(_Body):
+    """A one-call verify (``subject_id`` required) or search: the image and the request's declared fields."""
+
+    gallery_id: str = Field(pattern=ENTITY_ID.pattern)
+    image_b64: str = Field(min_length=1)
+    subject_id: str | None = Field(default=None, pattern=ENTITY_ID.pattern)
+    purpose: str | None = Field(default=None, max_length=512)
+    case_reference: str | None = Field(default=None, max_length=256)
+    top_k: int = Field(default=1, ge=1, le=50)
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
 class EnrolBody(_Body):
     gallery_id: str = Field(pattern=ENTITY_ID.pattern)
     subject_id: str = Field(pattern=ENTITY_ID.pattern)
@@ -174,6 +189,7 @@ class IndependentTestBody(_Body):
     group_source: Literal["annotated", "manual", "predicted", "self-reported"] = "annotated"
 
 
+ONE_CALL_ROUTES = frozenset({("POST", "/verify"), ("POST", "/search")})
 TEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 REPORT_FORMATS = {"json": "application/json", "html": "text/html; charset=utf-8"}
 STATUS = {
@@ -201,6 +217,20 @@ def _decoded(data_b64: str, what: str) -> bytes:
         return base64.b64decode(data_b64, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidRequestError(f"{what} is not valid base64") from exc
+
+
+def _request_view(row: Any) -> dict[str, Any]:
+    """A request as the tenant reads it (``GET /requests/{id}`` and the one-call routes)."""
+    return {
+        "request_id": row.request_id,
+        "operation": row.operation,
+        "gallery_id": row.gallery_id,
+        "status": row.status,
+        "decision": row.decision,
+        "result": row.result,
+        "review_state": row.review_state,
+        "reviewers": list(row.reviewers),
+    }
 
 
 def _image(data_b64: str) -> bytes:
@@ -275,6 +305,48 @@ class TenantApi:
         )["executionArn"]
         return execution
 
+    def _call(self, operation: str, body: CallBody) -> Response[Any]:
+        """A verify or search in one call: the probe is stored under the tenant's ``calls/`` prefix (no
+        event rule starts anything there), Recognize runs synchronously, and the answer is the request
+        as recorded, decision and result together. A refusal is an answer (200, with its reason codes); a
+        bad image is the caller's 400, recorded as a failure; a run past the time limit is a 504 naming
+        the request to read later (``GET /requests/{id}``)."""
+        ctx = self.ctx()
+        data = _image(body.image_b64)
+        ref = self._put(f"tenants/{ctx.tenant_id}/calls/{body.gallery_id}/{uuid.uuid4().hex}", data)
+        request = WorkflowRequest.for_call(
+            ctx,
+            ref,
+            operation,
+            body.gallery_id,
+            subject_id=body.subject_id,
+            purpose=body.purpose,
+            case_reference=body.case_reference,
+            top_k=body.top_k,
+            threshold=body.threshold,
+        )
+        # Outside any tenant scope: the workflow's own functions open theirs (in one process, as the local
+        # cloud runs them, a scope held here would wait on them); the answer is read inside one.
+        run = self.sfn.start_sync_execution(
+            stateMachineArn=self.settings.recognize_state_machine_arn,
+            name=request.request_id[:80],
+            input=request.model_dump_json(),
+        )
+        with tenant_scope(ctx.tenant_id):
+            row = self.service.requests.get(ctx, request.request_id)
+        if row is None:  # past the time limit, or the workflow could not record anything
+            status = 504 if run.get("status") == "TIMED_OUT" else 502
+            problem = {"code": "request.no_outcome", "message": "no outcome yet", "request_id": request.request_id}
+            return Response(status_code=status, content_type="application/json", body=problem)
+        answer = _request_view(row)
+        if row.status == "failed":
+            reasons = (row.result or {}).get("reasons", [])
+            code = reasons[0]["code"] if reasons else "workflow.failed"
+            caller = code.split(".")[0] in ("image", "request")
+            status = 400 if caller else 502
+            return Response(status_code=status, content_type="application/json", body={"code": code, **answer})
+        return Response(status_code=200, content_type="application/json", body=answer)
+
     def _routes(self) -> None:
         app = self.app
 
@@ -325,6 +397,20 @@ class TenantApi:
             # The S3 "Object Created" event starts Recognize; the request id is the object version's.
             return {"request_id": ref.request_id(), "status": "submitted"}, 202
 
+        @app.post("/verify")
+        def verify_now() -> Response[Any]:
+            body = self.body(CallBody)
+            if body.subject_id is None:
+                raise InvalidRequestError("a verification names the subject_id to verify against")
+            return self._call("verify", body)
+
+        @app.post("/search")
+        def search_now() -> Response[Any]:
+            body = self.body(CallBody)
+            if body.subject_id is not None:
+                raise InvalidRequestError("a search names no subject_id (that is a verification)")
+            return self._call("search", body)
+
         @app.post("/enrolments")
         def enrol() -> tuple[dict[str, Any], int]:
             ctx, body = self.ctx(), self.body(EnrolBody)
@@ -353,16 +439,7 @@ class TenantApi:
             row = self.service.requests.get(self.ctx(), request_id)
             if row is None:
                 raise NotFoundError("no such request (or it is still running)")
-            return {
-                "request_id": row.request_id,
-                "operation": row.operation,
-                "gallery_id": row.gallery_id,
-                "status": row.status,
-                "decision": row.decision,
-                "result": row.result,
-                "review_state": row.review_state,
-                "reviewers": list(row.reviewers),
-            }
+            return _request_view(row)
 
         @app.post("/requests/<request_id>/review")
         def review(request_id: str) -> dict[str, Any]:
@@ -449,5 +526,7 @@ class TenantApi:
         tenant = claims.get("custom:tenant_id")
         if not isinstance(tenant, str) or TENANT_ID.fullmatch(tenant) is None:
             return self.app.resolve(event, context)  # the route refuses a missing identity (400)
+        if (event.get("httpMethod"), event.get("resource")) in ONE_CALL_ROUTES:
+            return self.app.resolve(event, context)  # reads its answer in a scope of its own (see _call)
         with tenant_scope(tenant):
             return self.app.resolve(event, context)

@@ -5,7 +5,8 @@
     consent = client.record_consent("s-42", purpose="access_control", evidence=signed_pdf, expires_at=...)
     client.enrol("staff", "s-42", consent["consent_id"], photo_bytes)
     client.enrol("staff", "s-43", other["consent_id"], images=[front, left, right])   # up to 5, fused
-    submitted = client.search("staff", probe_bytes, purpose="entry at gate B")
+    answer = client.search("staff", probe_bytes, purpose="entry at gate B")   # one call: decision and result
+    submitted = client.submit_search("staff", probe_bytes, purpose="...")     # or asynchronous
     result = client.wait_for_request(submitted["request_id"])
 
 The tenant is never a parameter: it comes from the identity behind the token. Errors are
@@ -31,7 +32,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import quote
@@ -138,6 +139,56 @@ class FacegateClient:
         case_reference: str | None = None,
         threshold: float | None = None,
     ) -> dict[str, Any]:
+        """A 1:1 check in one call: the request as recorded, with its ``decision`` and ``result``
+        (``result["matched"]``). A refusal is an answer: ``status`` ``refused`` with the reasons.
+        :meth:`submit_verify` is the asynchronous form."""
+        return self._now(
+            "/verify",
+            gallery_id,
+            image,
+            subject_id=subject_id,
+            purpose=purpose,
+            case_reference=case_reference,
+            threshold=threshold,
+        )
+
+    def search(
+        self,
+        gallery_id: str,
+        image: bytes,
+        *,
+        purpose: str | None = None,
+        case_reference: str | None = None,
+        top_k: int = 1,
+        threshold: float | None = None,
+    ) -> dict[str, Any]:
+        """A 1:N search of one of your galleries in one call: the request as recorded (``result``:
+        the candidates above the threshold, possibly none). :meth:`submit_search` is asynchronous."""
+        return self._now(
+            "/search",
+            gallery_id,
+            image,
+            purpose=purpose,
+            case_reference=case_reference,
+            top_k=top_k,
+            threshold=threshold,
+        )
+
+    def _now(self, path: str, gallery_id: str, image: bytes, **fields: Any) -> dict[str, Any]:
+        body = {"gallery_id": gallery_id, "image_b64": base64.b64encode(image).decode()}
+        body.update({k: v for k, v in fields.items() if v is not None})
+        return self._call("POST", path, body)
+
+    def submit_verify(
+        self,
+        gallery_id: str,
+        subject_id: str,
+        image: bytes,
+        *,
+        purpose: str | None = None,
+        case_reference: str | None = None,
+        threshold: float | None = None,
+    ) -> dict[str, Any]:
         """Submit a 1:1 check; returns ``request_id`` (read the result with :meth:`wait_for_request`)."""
         return self._probe(
             gallery_id,
@@ -149,7 +200,7 @@ class FacegateClient:
             threshold=threshold,
         )
 
-    def search(
+    def submit_search(
         self,
         gallery_id: str,
         image: bytes,
@@ -180,14 +231,7 @@ class FacegateClient:
             raise
 
     def wait_for_request(self, request_id: str, *, timeout: float = 60.0, poll: float = 0.2) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.get_request(request_id)
-            if found is not None:
-                return found
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"request {request_id} has no outcome after {timeout} s")
-            time.sleep(poll)
+        return _wait(lambda: self.get_request(request_id), f"request {request_id}", timeout, poll)
 
     def review(self, request_id: str, *, confirm: bool) -> dict[str, Any]:
         return self._call("POST", f"/requests/{quote(request_id, safe='')}/review", {"confirm": confirm})
@@ -278,14 +322,19 @@ class FacegateClient:
             raise
 
     def wait_for_independent_test(self, test_id: str, *, timeout: float = 3600.0, poll: float = 2.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            found = self.independent_test(test_id)
-            if found is not None:
-                return found
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"independent test {test_id} has no outcome after {timeout} s")
-            time.sleep(poll)
+        return _wait(lambda: self.independent_test(test_id), f"independent test {test_id}", timeout, poll)
+
+
+def _wait(fetch: Callable[[], dict[str, Any] | None], what: str, timeout: float, poll: float) -> dict[str, Any]:
+    """Poll ``fetch`` until it returns an outcome (``None``: still running), or time out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = fetch()
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} has no outcome after {timeout} s")
+        time.sleep(poll)
 
 
 def _api_error(exc: urllib.error.HTTPError) -> FacegateApiError:

@@ -929,3 +929,30 @@ def test_adapter_refuses_credentials_a_container_does_not_hold(local: Adapter) -
             lambda: borrowed.get_item(TableName=f"{stack.name}-galleries", Key=_item(tenant_id="t-a", gallery_id="g"))
         )
     assert "gaps-fn holds no credentials" in message
+
+
+# --- gap 9: StartSyncExecution ---------------------------------------------------------------------------
+
+
+def _express(sfn: Any, name: str, kind: str = "EXPRESS") -> str:
+    asl = {"StartAt": "Answer", "States": {"Answer": {"Type": "Pass", "Result": {"answer": 42}, "End": True}}}
+    arn: str = sfn.create_state_machine(name=name, definition=json.dumps(asl), roleArn=FAKE_ROLE, type=kind)[
+        "stateMachineArn"
+    ]
+    return arn
+
+
+def test_plain_moto_does_not_implement_start_sync_execution(plain: None) -> None:
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    with pytest.raises(ClientError, match="Not yet implemented"):
+        sfn.start_sync_execution(stateMachineArn=_express(sfn, "sync-plain"), input="{}")
+
+
+def test_adapter_runs_an_express_execution_to_its_end_in_one_call(local: Adapter) -> None:
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    answer = sfn.start_sync_execution(stateMachineArn=_express(sfn, "sync-local"), name="one", input="{}")
+    assert answer["status"] == "SUCCEEDED"
+    assert json.loads(answer["output"]) == {"answer": 42}
+    assert answer["stopDate"] >= answer["startDate"]
+    with pytest.raises(ClientError, match="not supported by this type of state machine"):
+        sfn.start_sync_execution(stateMachineArn=_express(sfn, "sync-standard", "STANDARD"), input="{}")

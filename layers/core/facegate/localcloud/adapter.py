@@ -62,6 +62,10 @@ shrink as moto grows. The gaps (RESEARCH.md lists what was seen):
    ``${aws:PrincipalTag/...}``: a tenant uploader session writing outside ``tenants/<its tenant>/`` is
    refused with ``AccessDenied``. Other S3 actions, and requests with other credentials, are not
    evaluated against identity policies (the bucket policy, gap 4, still applies to them).
+9. **StartSyncExecution**: moto 5.2.5 answers "Not yet implemented" (boto3 sends it to the
+   ``sync-states`` host, which moto does not route either). Here it starts the Express execution and
+   waits for its end (at most Express's five minutes), answering status, output or error and cause as
+   AWS does; a Standard state machine is refused as AWS refuses it.
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping
@@ -661,6 +666,21 @@ def _install() -> None:
             return original_assume(self)
         return _active.assume_role(self, original_assume)
 
+    from moto import backend_index
+    from moto.stepfunctions import urls as sfn_urls
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    def start_sync_execution(self: Any) -> Any:
+        if _active is None:  # plain moto's answer for an operation it does not implement
+            return 404, {}, "Not yet implemented"
+        return _start_sync_execution(self)
+
+    # boto3 sends StartSyncExecution to sync-states.<region>.amazonaws.com, a host moto does not route.
+    sync_host = r"https?://sync-states\.(.+)\.amazonaws.com"
+    sfn_urls.url_bases.append(sync_host)
+    backend_index.backend_url_patterns.append(("stepfunctions", re.compile(sync_host)))
+
+    StepFunctionResponse.start_sync_execution = start_sync_execution  # type: ignore[attr-defined]
     TokenResponse.assume_role = assume_role  # type: ignore[method-assign]
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
     FakeBucket.get_permission = get_permission  # type: ignore[method-assign]
@@ -723,6 +743,53 @@ def camel_keys(value: Any) -> Any:
     if isinstance(value, list):
         return [camel_keys(v) for v in value]
     return value
+
+
+SYNC_EXECUTION_LIMIT_S: Final = 300.0
+"""An Express workflow runs for at most five minutes; a synchronous start waits no longer."""
+
+
+def _start_sync_execution(response: Any) -> Any:
+    """Gap 9: ``StartSyncExecution`` of an Express state machine, as AWS answers it: the execution
+    runs to its end and the call returns its status, output (or error and cause) and dates. A Standard
+    state machine is refused as AWS refuses it."""
+    from moto.core.responses import ActionResult
+    from moto.stepfunctions.parser.api import ExecutionStatus, StateMachineTypeNotSupported
+
+    backend = response.stepfunction_backend
+    arn = response._get_param("stateMachineArn")
+    machine = backend.describe_state_machine(arn)
+    if str(getattr(machine, "type", "STANDARD")) != "EXPRESS":
+        raise StateMachineTypeNotSupported("This operation is not supported by this type of state machine")
+    name = response._get_param("name") or uuid.uuid4().hex
+    execution = backend.start_execution(arn, name, response._get_param("input", if_none="{}"))
+    deadline = time.monotonic() + SYNC_EXECUTION_LIMIT_S
+    done = (ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.ABORTED, ExecutionStatus.TIMED_OUT)
+    while True:
+        found = backend.describe_execution(execution.execution_arn)
+        status = found.status
+        if status in done or str(status) in {str(d) for d in done}:
+            break
+        if time.monotonic() > deadline:
+            status = ExecutionStatus.TIMED_OUT
+            break
+        time.sleep(0.02)
+    answer: dict[str, Any] = {
+        "executionArn": execution.execution_arn,
+        "stateMachineArn": arn,
+        "name": name,
+        "startDate": found.start_date,
+        "stopDate": getattr(found, "stop_date", None),
+        "status": str(getattr(status, "value", status)),
+        "input": found.execution_input,
+    }
+    if found.output is not None:
+        answer["output"] = found.output if isinstance(found.output, str) else json.dumps(found.output)
+    if found.error is not None:
+        answer["error"] = found.error
+    if found.cause is not None:
+        answer["cause"] = found.cause
+    return ActionResult({k: v for k, v in answer.items() if v is not None})
 
 
 def _submit_batch(task: Any, env: Any, part: Any, params: dict[str, Any]) -> None:

@@ -29,6 +29,9 @@ from facegate.tenancy import ENTITY_ID, TENANT_ID, TenantContext
 
 PROBE_KEY: Final = re.compile(r"^tenants/(?P<tenant>[^/]+)/probes/(?P<gallery>[^/]+)/(?P<name>[^/]+)$")
 UPLOAD_KEY: Final = re.compile(r"^tenants/(?P<tenant>[^/]+)/uploads/(?P<gallery>[^/]+)/[^/]+$")
+CALL_KEY: Final = re.compile(r"^tenants/(?P<tenant>[^/]+)/calls/(?P<gallery>[^/]+)/(?P<name>[0-9a-f]{32})$")
+"""A probe of a one-call verify or search (``POST /verify``, ``POST /search``): the API starts Recognize
+on it synchronously, so no S3 event rule matches this prefix (a second, asynchronous run would race it)."""
 MANIFEST_KEY: Final = re.compile(r"^tenants/(?P<tenant>[^/]+)/manifests/[^/]+\.jsonl$")
 TEST_SET_NAME: Final = r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$"
 TEST_SET_KEY: Final = re.compile(r"^tenants/(?P<tenant>[^/]+)/independent-tests/[0-9a-f]{32}\.zip$")
@@ -170,6 +173,10 @@ class WorkflowRequest(_Model):
             raise ValueError("the image must lie under the tenant's own prefix (tenants/<tenant>/...)")
         if self.operation == "bulk_enrol" and MANIFEST_KEY.fullmatch(self.image.key) is None:
             raise ValueError("a bulk enrolment names a manifest under tenants/<tenant>/manifests/<name>.jsonl")
+        if self.operation in ("verify", "search"):
+            key = PROBE_KEY.fullmatch(self.image.key) or CALL_KEY.fullmatch(self.image.key)
+            if key is None or key["gallery"] != self.gallery_id:
+                raise ValueError("a verify or search probe lies under tenants/<tenant>/probes/<gallery>/ (or calls/)")
         sandbox = self.operation == "independent_test"
         if sandbox != (self.test_set is not None):
             raise ValueError("an independent test, and only it, names its labelled set")
@@ -236,6 +243,39 @@ class WorkflowRequest(_Model):
                 "image": photos[0].model_dump(),
                 **({"images": [p.model_dump() for p in photos]} if len(photos) > 1 else {}),
                 **({"test_set": test_set.model_dump()} if test_set is not None else {}),
+            }
+        )
+
+    @classmethod
+    def for_call(
+        cls,
+        ctx: TenantContext,
+        image: ObjectRef,
+        operation: str,
+        gallery_id: str,
+        *,
+        subject_id: str | None = None,
+        purpose: str | None = None,
+        case_reference: str | None = None,
+        top_k: int = 1,
+        threshold: float | None = None,
+    ) -> WorkflowRequest:
+        """A one-call verify or search the API starts itself (the actor is the token's, no metadata)."""
+        if CALL_KEY.fullmatch(image.key) is None:
+            raise InvalidRequestError("a one-call probe lies under tenants/<tenant>/calls/<gallery>/<name>")
+        return cls.parse(
+            {
+                "request_id": image.request_id(),
+                "tenant_id": ctx.tenant_id,
+                "actor": ctx.actor,
+                "operation": operation,
+                "gallery_id": gallery_id,
+                "image": image.model_dump(),
+                "subject_id": subject_id,
+                "purpose": purpose,
+                "case_reference": case_reference,
+                "top_k": top_k,
+                "threshold": threshold,
             }
         )
 

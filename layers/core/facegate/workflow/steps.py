@@ -41,6 +41,7 @@ from facegate.settings import Settings
 from facegate.store.models import configure
 from facegate.store.scope import tenant_scope
 from facegate.workflow.models import (
+    CALL_KEY,
     MAX_FACES_LISTED,
     Detection,
     FaceBox,
@@ -227,6 +228,7 @@ def _decide(rt: Runtime, req: WorkflowRequest, **facts: Any) -> Decision:
 
 
 WORKFLOW_OPERATIONS: Final = {
+    "recognize": ("verify", "search"),
     "enrol": ("enrol",),
     "bulk_enrol": ("bulk_enrol",),
     "independent_test": ("independent_test",),
@@ -239,16 +241,18 @@ the API's requests of their own operation."""
 def _request_stage(raw: Any, rt: Runtime, context: Any, workflow: Any = None) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise InvalidRequestError("the workflow input is a JSON object")
-    if workflow not in ("recognize", *WORKFLOW_OPERATIONS):
+    if workflow not in WORKFLOW_OPERATIONS:
         raise InvalidRequestError(
-            f"the policy check names its workflow (recognize, {', '.join(WORKFLOW_OPERATIONS)}), not {workflow!r}"
+            f"the policy check names its workflow ({', '.join(WORKFLOW_OPERATIONS)}), not {workflow!r}"
         )
     probe = object_created(raw)
-    if workflow == "recognize" and probe is None:
-        raise InvalidRequestError("Recognize starts only from S3's 'Object Created' event for a probe")
     if workflow != "recognize" and probe is not None:
         raise InvalidRequestError(f"the {workflow} workflow starts from an API request, not from an S3 event")
     request = None if probe is not None else WorkflowRequest.parse(raw)
+    if workflow == "recognize" and request is not None and CALL_KEY.fullmatch(request.image.key) is None:
+        # Started by the API (a one-call verify or search) only on its own calls/ probe; an uploaded
+        # probe is recognised from its S3 event, with its actor proven or not.
+        raise InvalidRequestError("Recognize starts from S3's 'Object Created' event, or from the API on a call")
     if request is not None and request.operation not in WORKFLOW_OPERATIONS[str(workflow)]:
         raise InvalidRequestError(f"the {workflow} workflow does not run {request.operation!r} requests")
     claim = {"request": probe.idempotency_key if probe is not None else request.request_id}  # type: ignore[union-attr]
