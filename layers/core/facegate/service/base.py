@@ -18,6 +18,7 @@ from facegate.match import Calibration
 from facegate.policy import Decision, Operation, PolicyGate, PolicyRequest
 from facegate.policy.catalog import SANDBOX_USE_CASE, UseCase
 from facegate.policy.gate import UNKNOWN, stage_of
+from facegate.service.gallery_cache import GalleryCache
 from facegate.store.models import SEP
 from facegate.store.repositories import (
     Consents,
@@ -63,6 +64,8 @@ class ServiceBase:
     transient: TransientTemplates = field(default_factory=TransientTemplates)
     audit: AuditLog = field(default_factory=AuditLog)
     calibration: Calibration = field(default_factory=Calibration.packaged)
+    gallery_cache: GalleryCache = field(default_factory=GalleryCache)
+    """This process's warm copies of galleries (a warm Lambda keeps them between searches)."""
     clock: Callable[[], datetime] = utc_now
 
     def _use_case(self, name: str) -> UseCase | None:

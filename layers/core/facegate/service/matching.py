@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,7 +16,7 @@ from facegate.errors import (
     PolicyDeniedError,
     WriteConditionError,
 )
-from facegate.match import search, search_faces, verify
+from facegate.match import Gallery, search, search_faces, verify
 from facegate.policy import Decision, Operation
 from facegate.store.repositories import (
     RequestRow,
@@ -80,10 +80,7 @@ class Matching(ServiceBase):
             return verify(probe, references, threshold=decision.threshold)
         if decision.operation != Operation.SEARCH.value:
             raise PolicyDeniedError("matching needs an allowed verify or search decision", decision)
-        templates = [
-            reference(t, self._offset(t.references, decision.use_case))
-            for t in self.templates.in_gallery(ctx, gallery_id, now=self.clock())
-        ]
+        templates = self._searchable(ctx, gallery_id, decision.use_case)
         if len(faces) > 1:
             spec = self._use_case(decision.use_case)
             allowed = min(spec.max_faces_in_probe if spec else 1, int(decision.facts.get("face_count", len(faces))))
@@ -97,6 +94,22 @@ class Matching(ServiceBase):
                 faces, templates, threshold=decision.threshold, top_k=top_k, calibration=self.calibration
             )
         return search(probe, templates, threshold=decision.threshold, top_k=top_k, calibration=self.calibration)
+
+    def _searchable(self, ctx: TenantContext, gallery_id: str, use_case: str | None) -> Gallery:
+        """The gallery's live templates, stacked for search: the warm copy at the gallery's current
+        version (:mod:`facegate.service.gallery_cache`: one consistent read of the gallery row), else
+        built from a consistent read of its templates and kept."""
+        now = self.clock()
+        row = self.galleries.find(ctx, gallery_id, consistent=True)
+
+        def build() -> tuple[Gallery, datetime | None]:
+            live = self.templates.in_gallery(ctx, gallery_id, now=now, consistent=True)
+            stacked = Gallery([reference(t, self._offset(t.references, use_case)) for t in live])
+            return stacked, min((t.expires_at for t in live), default=None)
+
+        if row is None:  # not this tenant's gallery (the decision said it was): read, never cache
+            return build()[0]
+        return self.gallery_cache.get((ctx.tenant_id, gallery_id, row.version), now, build)
 
     def _offset(self, references: int, use_case: str | None) -> float:
         """What a template fused from ``references`` photos gives up so its false-match rate stays at the

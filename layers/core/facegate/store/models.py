@@ -81,6 +81,9 @@ class GalleryRecord(Model):
     """How templates get in: ``consented_enrolment`` only (scraped or untargeted sources are refused)."""
     max_size = NumberAttribute()
     template_count = NumberAttribute(default=0)
+    version = NumberAttribute(default=0)
+    """Raised by one in the same transaction as every change of the gallery's templates (an enrolment,
+    a deletion, an erasure, a recount): a cached copy of the gallery is current only at its version."""
     created_at = UTCDateTimeAttribute()
 
 

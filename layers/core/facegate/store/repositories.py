@@ -236,13 +236,15 @@ class Gallery:
     name: str
     max_size: int
     template_count: int
+    version: int = 0
+    """The gallery's change counter (see ``GalleryRecord.version``)."""
 
     def facts(self) -> GalleryFacts:
         return GalleryFacts(gallery_id=self.gallery_id, use_case=self.use_case, size=self.template_count)
 
 
 def _gallery(r: GalleryRecord) -> Gallery:
-    return Gallery(r.gallery_id, r.use_case, r.name, int(r.max_size), int(r.template_count))
+    return Gallery(r.gallery_id, r.use_case, r.name, int(r.max_size), int(r.template_count), int(r.version or 0))
 
 
 class Galleries:
@@ -267,9 +269,17 @@ class Galleries:
             commit([write], connection_of(GalleryRecord))
         return gallery
 
-    def find(self, ctx: TenantContext, gallery_id: str) -> Gallery | None:
-        """The caller's gallery, or ``None``: another tenant's gallery is indistinguishable from none."""
-        record = _get_or_none(GalleryRecord, "reading a gallery", ctx.tenant_id, check_entity_id(gallery_id, "gallery"))
+    def find(self, ctx: TenantContext, gallery_id: str, *, consistent: bool = False) -> Gallery | None:
+        """The caller's gallery, or ``None``: another tenant's gallery is indistinguishable from none.
+        ``consistent``: a strongly consistent read (the version a cached copy is checked against)."""
+        key = check_entity_id(gallery_id, "gallery")
+        if consistent:
+            try:
+                with storage("reading a gallery"):
+                    return _gallery(GalleryRecord.get(ctx.tenant_id, key, consistent_read=True))
+            except DoesNotExist:
+                return None
+        record = _get_or_none(GalleryRecord, "reading a gallery", ctx.tenant_id, key)
         return None if record is None else _gallery(record)
 
     def get(self, ctx: TenantContext, gallery_id: str) -> Gallery:
@@ -285,7 +295,7 @@ class Galleries:
             "update",
             GalleryRecord(ctx.tenant_id, gallery.gallery_id),
             f"recount:{gallery.gallery_id}",
-            actions=[GalleryRecord.template_count.set(live)],
+            actions=[GalleryRecord.template_count.set(live), GalleryRecord.version.add(1)],
             condition=GalleryRecord.template_count == gallery.template_count,
         )
 
@@ -371,7 +381,7 @@ class Templates:
                 "update",
                 GalleryRecord(ctx.tenant_id, gallery.gallery_id),
                 "gallery_capacity",
-                actions=[GalleryRecord.template_count.add(1)],
+                actions=[GalleryRecord.template_count.add(1), GalleryRecord.version.add(1)],
                 condition=GalleryRecord.gallery_id.exists() & (GalleryRecord.template_count < gallery.max_size),
             ),
         ]
@@ -428,11 +438,16 @@ class Templates:
             key = f"{ctx.tenant_id}{SEP}{check_entity_id(gallery_id, 'gallery')}"
             return [_template(r) for r in TemplateRecord.query(key, consistent_read=True)]
 
-    def in_gallery(self, ctx: TenantContext, gallery_id: str, *, now: datetime | None = None) -> list[StoredTemplate]:
-        """Live templates of one of the caller's galleries (DynamoDB's TTL deletes lazily: filter here)."""
+    def in_gallery(
+        self, ctx: TenantContext, gallery_id: str, *, now: datetime | None = None, consistent: bool = False
+    ) -> list[StoredTemplate]:
+        """Live templates of one of the caller's galleries (DynamoDB's TTL deletes lazily: filter here).
+        ``consistent``: strongly consistent (what a cached copy of a gallery version is built from)."""
         cutoff = now or _now()
         with storage("reading templates"):
-            records = TemplateRecord.query(f"{ctx.tenant_id}{SEP}{check_entity_id(gallery_id, 'gallery')}")
+            records = TemplateRecord.query(
+                f"{ctx.tenant_id}{SEP}{check_entity_id(gallery_id, 'gallery')}", consistent_read=consistent
+            )
             return [_template(r) for r in records if r.expires_at > cutoff and _owned(ctx, r, str(r.subject_id))]
 
     def of_subject(self, ctx: TenantContext, subject_id: str, *, gallery_id: str | None = None) -> list[StoredTemplate]:
@@ -489,7 +504,7 @@ class Templates:
                     "update",
                     GalleryRecord(ctx.tenant_id, gallery_id),
                     f"count:{gallery_id}",
-                    actions=[GalleryRecord.template_count.add(-n)],
+                    actions=[GalleryRecord.template_count.add(-n), GalleryRecord.version.add(1)],
                     condition=GalleryRecord.gallery_id.exists(),
                 )
             )
