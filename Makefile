@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test lint typecheck static-checks check-packaging bench-speed bench-accuracy release-gate clean
+.PHONY: setup demo test lint typecheck static-checks check-packaging bench-speed bench-cost bench-accuracy release-gate clean
 
 $(BIN)/facegate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ check-packaging: setup
 
 bench-speed: setup
 	$(BIN)/python -m benchmarks.speed
+
+bench-cost: setup
+	$(BIN)/python -m benchmarks.cost
 
 bench-accuracy: setup
 	$(BIN)/python -m benchmarks.accuracy
