@@ -170,7 +170,7 @@ def test_no_two_tenants_share_an_entry(service: FaceService, faces: dict[str, li
     assert names[0] not in _found(service, OTHER, faces[names[0]][1])
     assert _found(service, OTHER, faces[names[1]][1])[:1] == [names[1]]
     assert names[1] not in _found(service, PRISON, faces[names[1]][1])
-    assert {k[0] for k in service.gallery_cache.keys()} == {PRISON.tenant_id, OTHER.tenant_id}
+    assert {k[0] for k in service.gallery_cache.cached()} == {PRISON.tenant_id, OTHER.tenant_id}
 
 
 def test_the_cache_is_bounded_and_still_answers_when_a_gallery_does_not_fit(
@@ -181,5 +181,5 @@ def test_the_cache_is_bounded_and_still_answers_when_a_gallery_does_not_fit(
     service.gallery_cache = GalleryCache(max_bytes=100)  # smaller than any gallery
     assert _found(service, PRISON, faces[a][1])[:1] == [a]
     assert _found(service, PRISON, faces[a][1])[:1] == [a]
-    assert service.gallery_cache.keys() == []
+    assert service.gallery_cache.cached() == []
     assert len(reads) == 2  # not cached: read each time, answered each time

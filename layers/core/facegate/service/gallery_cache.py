@@ -58,7 +58,7 @@ class GalleryCache:
     def nbytes(self) -> int:
         return sum(e.nbytes for e in self._entries.values())
 
-    def keys(self) -> list[Key]:
+    def cached(self) -> list[Key]:
         with self._lock:
             return list(self._entries)
 
