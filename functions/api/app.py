@@ -12,6 +12,7 @@ import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 
 from facegate.api import ApiSettings, TenantApi
 from facegate.workflow import steps
@@ -23,7 +24,13 @@ runtime = steps.Runtime.from_env()
 api = TenantApi(
     runtime.service,
     runtime.s3,
-    boto3.client("stepfunctions", region_name=runtime.settings.region),
+    # A one-call verify or search waits at most 25 s (API Gateway answers for it at 29 s): then a 202
+    # names the request, which goes on and is read by id.
+    boto3.client(
+        "stepfunctions",
+        region_name=runtime.settings.region,
+        config=Config(read_timeout=25, retries={"max_attempts": 1}),
+    ),
     ApiSettings.from_env(),
 )
 

@@ -287,3 +287,39 @@ def test_the_cli_submits_waits_and_writes_the_same_report(
     assert (
         cli.main(["sandbox", "report", test_id, "--endpoint", cloud.serve_api(), "--token", clients[LAB].id_token]) == 4
     )
+
+
+def test_a_testers_own_uploader_session_cannot_forge_its_report(completed: dict[str, Any], cloud: LocalCloud) -> None:
+    """The report is read back as facegate's: the tester's system, uploading under its own prefix, may not
+    write it (nor a set, nor a one-call probe: those are the API's to store)."""
+    test_id = completed["submitted"]["test_id"]
+    for key in (
+        f"tenants/{LAB}/independent-tests/{test_id}/report.json",
+        f"tenants/{LAB}/independent-tests/{'0' * 32}.zip",
+        f"tenants/{LAB}/calls/gate/{'0' * 32}",
+    ):
+        with pytest.raises(ClientError, match="AccessDenied"):
+            cloud.uploader(LAB).put_object(Bucket=cloud.bucket, Key=key, Body=b'{"forged": true}')
+
+
+def test_an_expired_report_is_a_410_and_the_outcome_stays(
+    clients: dict[str, FacegateClient], johns_zip: bytes, cloud: LocalCloud
+) -> None:
+    tester = "lab-expiring"  # a tester of its own: the others have used their two tests a minute
+    service = FaceService()
+    service.registry.register(tester, name=tester, sector="education", country="GB", jurisdiction="GB")
+    service.authorise_tester("operator@facegate", tester, expires_at=datetime.now(UTC) + timedelta(days=5))
+    client = FacegateClient(cloud.serve_api(), cloud.issue_token(tester, "tester-expiring"), timeout=120.0)
+    submitted = client.submit_independent_test(johns_zip, name="expiring")
+    done = client.wait_for_independent_test(submitted["test_id"], timeout=300, poll=0.5)
+    assert done["status"] == "completed", done
+    with cloud.admin():  # the bucket's lifecycle rule, a day later
+        s3 = boto3.client("s3")
+        for name in ("report.json", "report.html"):
+            key = f"tenants/{tester}/independent-tests/{submitted['test_id']}/{name}"
+            for v in s3.list_object_versions(Bucket=cloud.bucket, Prefix=key).get("Versions", []):
+                s3.delete_object(Bucket=cloud.bucket, Key=key, VersionId=v["VersionId"])
+    with pytest.raises(FacegateApiError) as gone:
+        client.independent_test(submitted["test_id"])
+    assert gone.value.status == 410
+    assert gone.value.code == "request.report_expired"

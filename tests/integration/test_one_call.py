@@ -149,3 +149,13 @@ def test_another_tenants_gallery_is_not_found_in_one_call(
     answer = officer.search("customers", chip_png(johns[sorted(johns)[0]][3]), purpose="entry")
     assert answer["status"] == "refused"
     assert [r["code"] for r in answer["result"]["reasons"]] == ["request.gallery_not_found"]
+
+
+@pytest.mark.parametrize("name", ["probes", "calls", "uploads"])
+def test_a_gallery_cannot_take_the_name_of_one_of_the_services_prefixes(officer: FacegateClient, name: str) -> None:
+    """``tenants/<t>/calls/probes/<x>`` would match the S3 event rule's ``tenants/*/probes/*`` (a ``*`` spans a
+    ``/``) and start a second run on the one-call probe."""
+    with pytest.raises(FacegateApiError) as refused:
+        officer.create_gallery(name, name="x", use_case="access_control")
+    assert refused.value.status == 400
+    assert refused.value.code == "request.invalid_identifier"

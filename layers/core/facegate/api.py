@@ -22,11 +22,14 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, Literal
 
 import boto3
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from facegate.accountability import render_html, tenant_report
@@ -299,6 +302,18 @@ class TenantApi:
         )
         return ObjectRef(bucket=self.settings.bucket, key=key, version_id=put.get("VersionId"))
 
+    @contextmanager
+    def _deleted_on_failure(
+        self, ref: ObjectRef, errors: tuple[type[BaseException], ...] = (Exception,)
+    ) -> Iterator[None]:
+        """Delete what was just stored if the workflow that owns it cannot be started: nothing is left
+        behind without a request, a row or an audit entry."""
+        try:
+            yield
+        except errors:
+            self.s3.delete_object(**ref.s3_args())
+            raise
+
     def _start(self, arn: str, request: WorkflowRequest) -> str:
         execution: str = self.sfn.start_execution(
             stateMachineArn=arn, name=request.request_id[:80], input=request.model_dump_json()
@@ -327,11 +342,18 @@ class TenantApi:
         )
         # Outside any tenant scope: the workflow's own functions open theirs (in one process, as the local
         # cloud runs them, a scope held here would wait on them); the answer is read inside one.
-        run = self.sfn.start_sync_execution(
-            stateMachineArn=self.settings.recognize_state_machine_arn,
-            name=request.request_id[:80],
-            input=request.model_dump_json(),
-        )
+        try:
+            with self._deleted_on_failure(ref, (ClientError,)):
+                run = self.sfn.start_sync_execution(
+                    stateMachineArn=self.settings.recognize_state_machine_arn,
+                    name=request.request_id[:80],
+                    input=request.model_dump_json(),
+                )
+        except (ReadTimeoutError, ConnectTimeoutError):
+            # Past the wait this function allows (below API Gateway's 29 s): the run goes on and records its
+            # outcome; the caller reads it by id.
+            running = {"request_id": request.request_id, "status": "running"}
+            return Response(status_code=202, content_type="application/json", body=running)
         with tenant_scope(ctx.tenant_id):
             row = self.service.requests.get(ctx, request.request_id)
         if row is None:  # past the time limit, or the workflow could not record anything
@@ -478,7 +500,8 @@ class TenantApi:
             ref = self._put(set_key(ctx.tenant_id, uuid.uuid4().hex), data)
             test_set = TestSet.model_validate(summary.to_dict())
             request = WorkflowRequest.for_upload(ctx, ref, "independent_test", None, test_set=test_set)
-            self._start(self.settings.independent_test_state_machine_arn, request)
+            with self._deleted_on_failure(ref):
+                self._start(self.settings.independent_test_state_machine_arn, request)
             return {"test_id": request.request_id, "status": "submitted", "set": summary.to_dict()}, 202
 
         @app.get("/independent-tests/<test_id>")
@@ -499,7 +522,14 @@ class TenantApi:
                     return Response(status_code=409, content_type=REPORT_FORMATS["json"], body=body)
                 return Response(status_code=200, content_type=REPORT_FORMATS["json"], body=body)
             json_key, html_key = report_keys(ctx.tenant_id, test_id)
-            stored = self.s3.get_object(Bucket=self.settings.bucket, Key=html_key if fmt == "html" else json_key)
+            try:
+                stored = self.s3.get_object(Bucket=self.settings.bucket, Key=html_key if fmt == "html" else json_key)
+            except ClientError as exc:  # reports are transient (tenants/ expires within a day or two)
+                if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                    raise
+                gone = {"code": "request.report_expired", "message": "the report has expired; the outcome stays",
+                        "test_id": test_id, "status": row.status, "set": row.result}  # fmt: skip
+                return Response(status_code=410, content_type=REPORT_FORMATS["json"], body=gone)
             text = stored["Body"].read().decode("utf-8")
             if fmt == "html":
                 return Response(status_code=200, content_type=REPORT_FORMATS["html"], body=text)

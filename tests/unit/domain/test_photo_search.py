@@ -130,3 +130,21 @@ def test_the_search_budget_counts_every_face_searched(
     service.search(FAMILY, "album", analysis=pipeline.analyse_image(side_by_side(johns[a][3], johns[b][3])), top_k=3)
     after = service.counters.hit(FAMILY, name, window=timedelta(days=1), now=NOW, amount=0)
     assert after - before == 2 * len(people)  # two faces, each against the gallery's three templates
+
+
+def test_erasing_a_person_found_in_a_photo_search_redacts_every_face_of_the_stored_result(
+    service: FaceService, people: dict[str, FaceAnalysis], pipeline: FacePipeline, johns: dict[str, list[Path]]
+) -> None:
+    a, b, _ = sorted(people)
+    _enrol(service, FAMILY, "album", "photo_organization", people)
+    outcome = service.search(
+        FAMILY, "album", analysis=pipeline.analyse_image(side_by_side(johns[a][3], johns[b][3])), top_k=3
+    )
+    receipt = service.erase_subject(FAMILY, b)
+    assert receipt.to_dict()["requests_redacted"] >= 1
+    stored = service.requests.get(FAMILY, outcome.request_id)
+    assert stored is not None
+    text = repr(stored.result)
+    assert b not in text, "the erased person is still named in a face of the stored result"
+    assert a in text
+    assert service.requests.naming(FAMILY, b) == []

@@ -699,7 +699,8 @@ def _role_policy_statements(translated: dict[str, Any], role: str) -> list[dict[
 
 def test_the_tenant_uploader_role_may_only_put_under_its_own_tenant_prefix(translated: dict[str, Any]) -> None:
     """A tenant system's direct uploads: PutObject under tenants/<its session tag>/, and the data key for
-    SSE-KMS; nothing to read, list or delete, and not the bulk job's reports."""
+    SSE-KMS; nothing to read, list or delete, and not the jobs' reports, a tester's set or a one-call probe
+    (what the API stores and the workflows trust)."""
     role = translated["Resources"]["TenantUploaderRole"]
     assert role["Type"] == "AWS::IAM::Role"
     statements = _role_policy_statements(translated, "TenantUploaderRole")
@@ -712,7 +713,14 @@ def test_the_tenant_uploader_role_may_only_put_under_its_own_tenant_prefix(trans
     ]
     denies = [s for s in statements if s["Effect"] == "Deny"]
     assert [(_as_list(s["Action"]), s["Resource"]) for s in denies] == [
-        (["s3:PutObject"], {"Fn::Sub": "${ProbeBucket.Arn}/tenants/*/reports/*"})
+        (
+            ["s3:PutObject"],
+            [
+                {"Fn::Sub": "${ProbeBucket.Arn}/tenants/*/reports/*"},
+                {"Fn::Sub": "${ProbeBucket.Arn}/tenants/*/independent-tests/*"},
+                {"Fn::Sub": "${ProbeBucket.Arn}/tenants/*/calls/*"},
+            ],
+        )
     ]
     assert translated["Outputs"]["TenantUploaderRoleArn"]["Value"] == {"Fn::GetAtt": ["TenantUploaderRole", "Arn"]}
     assert translated["Outputs"]["TenantUploaderRoleArn"]["Description"]

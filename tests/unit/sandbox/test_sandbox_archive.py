@@ -133,3 +133,14 @@ def test_a_member_whose_data_outruns_its_header_is_refused() -> None:
     data[entry + 24 : entry + 28] = (1).to_bytes(4, "little")  # the uncompressed size it declares
     with pytest.raises(InvalidRequestError, match=r"more than its declared size|cannot be read"):
         inspect(bytes(data), LIMITS)
+
+
+def test_a_member_that_is_also_a_folder_and_a_bom_are_the_callers_400_or_read() -> None:
+    clash = _zip({LABELS: LABELLED, "images": b"x", "images/1.png": b"y"})
+    with pytest.raises(InvalidRequestError):
+        inspect(clash, LIMITS)
+    png = (Path(ds.fetched("face_recognition").images[0].path)).read_bytes()
+    members = {f"{i}.png": png for i in range(3)}
+    members[LABELS] = "\ufeffpath,identity,group\n0.png,x,a\n1.png,y,a\n2.png,z,b\n".encode()
+    summary = inspect(_zip(members), LIMITS)
+    assert (summary.images, summary.groups, summary.smallest_group_images) == (3, 2, 1)

@@ -233,3 +233,23 @@ def test_a_testers_accountability_report_lists_its_authorisation_apart_from_use_
     (granted,) = report["testing"]["independent_testing"]["authorisations"]
     assert granted["live"] is True
     assert granted["approver"] == "operator@facegate"
+
+
+@pytest.mark.parametrize(
+    ("groups", "smallest_images", "smallest_identities", "code"),
+    [
+        (10, 2, 2, "sandbox.set_too_small"),  # ten groups of a pair each: each group's count is one pair's score
+        (2, LIMITS.min_images, LIMITS.min_identities - 1, "sandbox.set_too_small"),
+        (LIMITS.max_groups + 1, LIMITS.min_images, LIMITS.min_identities, "sandbox.too_many_groups"),
+    ],
+)
+def test_every_group_must_be_a_test_of_its_own(
+    groups: int, smallest_images: int, smallest_identities: int, code: str
+) -> None:
+    live = _tenant(approvals=(_grant(NOW + timedelta(days=30)),))
+    facts = {"set_groups": groups, "set_smallest_group_images": smallest_images,
+             "set_smallest_group_identities": smallest_identities}  # fmt: skip
+    assert code in _test(live, images=5000, identities=2000, **facts)
+    ok = {"set_groups": 2, "set_smallest_group_images": LIMITS.min_images,
+          "set_smallest_group_identities": LIMITS.min_identities}  # fmt: skip
+    assert _test(live, images=5000, identities=2000, **ok) == []

@@ -130,7 +130,7 @@ def read_csv(
     root = csv_path.parent
     problems: list[str] = []
     try:
-        with csv_path.open(newline="", encoding="utf-8") as handle:
+        with csv_path.open(newline="", encoding="utf-8-sig") as handle:  # a spreadsheet's BOM is no column
             reader = csv.DictReader(handle)
             columns = reader.fieldnames or []
             for column in (path_column, identity_column, group_column):

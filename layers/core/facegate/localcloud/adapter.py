@@ -672,7 +672,11 @@ def _install() -> None:
 
     def start_sync_execution(self: Any) -> Any:
         if _active is None:  # plain moto's answer for an operation it does not implement
-            return 404, {}, "Not yet implemented"
+            from moto.core.exceptions import JsonRESTError
+
+            error = JsonRESTError("NotImplemented", "Not yet implemented")
+            error.code = 404
+            raise error
         return _start_sync_execution(self)
 
     # boto3 sends StartSyncExecution to sync-states.<region>.amazonaws.com, a host moto does not route.

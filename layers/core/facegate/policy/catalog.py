@@ -106,7 +106,10 @@ class Sandbox(_Strict):
     """The longest an operator may authorise a tester for at once (renewal is a new decision)."""
     min_images: int = Field(ge=2)
     min_identities: int = Field(ge=2)
-    """A set of fewer people is a comparison of faces, not a test of the system: refused."""
+    """A set of fewer people is a comparison of faces, not a test of the system: refused. Both minimums
+    hold for every group of the set, so a group of two photos cannot single out one pair's score."""
+    max_groups: int = Field(ge=1, le=100)
+    """A report has a row per group and per pair of groups: many small groups would read like pairs."""
     max_images: int = Field(ge=2, le=100_000)
     max_archive_bytes: int = Field(ge=1024, le=7_500_000)
     """The set's zip, as sent through API Gateway (10 MB body, base64: at most 7.5 MB of bytes)."""

@@ -127,6 +127,10 @@ class PolicyRequest(_Facts):
     set_images: int = 0
     """``independent_test``: the labelled set's images and distinct identities (as the archive lists them)."""
     set_identities: int = 0
+    set_groups: int = 1
+    set_smallest_group_images: int | None = None
+    """The fewest images and people in any group of the set (``None``: the totals, one group)."""
+    set_smallest_group_identities: int | None = None
 
 
 @dataclass(frozen=True)
@@ -238,6 +242,10 @@ def _milli(value: float) -> int:
     return round(value * 1000)
 
 
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
 def _registration(tenant: TenantFacts) -> TenantVocabulary | None:
     """The tenant's canonical registration, or None for a row that predates validation and holds
     free text: the gate then refuses (``request.registration_invalid``) rather than guess."""
@@ -330,7 +338,11 @@ class PolicyGate:
             "sandbox_use_case": tester,
             "grant_days_exceeded": grant_days > sandbox.max_grant_days,
             "grant_in_past": req.grant_until is not None and grant_days <= 0,
-            "set_too_small": req.set_images < sandbox.min_images or req.set_identities < sandbox.min_identities,
+            "set_too_small": min(req.set_images, _or(req.set_smallest_group_images, req.set_images))
+            < sandbox.min_images
+            or min(req.set_identities, _or(req.set_smallest_group_identities, req.set_identities))
+            < sandbox.min_identities,
+            "set_too_many_groups": req.set_groups > sandbox.max_groups,
             "set_too_large": req.set_images > sandbox.max_images,
         }
 

@@ -43,6 +43,9 @@ class SetSummary:
     group_source: str
     labels_sha256: str
     archive_sha256: str
+    groups: int = 1
+    smallest_group_images: int = 0
+    smallest_group_identities: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +54,9 @@ class SetSummary:
             "identities": self.identities,
             "identities_known": self.identities_known,
             "grouped": self.grouped,
+            "groups": self.groups,
+            "smallest_group_images": self.smallest_group_images,
+            "smallest_group_identities": self.smallest_group_identities,
             "group_source": self.group_source,
             "labels_sha256": self.labels_sha256,
             "archive_sha256": self.archive_sha256,
@@ -130,8 +136,8 @@ def unpacked(
             if info.is_dir():
                 continue
             target = root / info.filename
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
+                target.parent.mkdir(parents=True, exist_ok=True)
                 with archive.open(info) as source, target.open("wb") as sink:
                     chunk = source.read(info.file_size + 1)
                     if len(chunk) > info.file_size:
@@ -160,8 +166,12 @@ def unpacked(
         )
         # The set's origin as the report names it: the archive's digest, never a path of this machine.
         dataset = replace(dataset, source=f"independent test archive sha256:{hashlib.sha256(data).hexdigest()[:16]}")
+        per_group = dataset.groups() or {"all": {"images": 0, "identities": 0}}
         summary = SetSummary(
             name=name,
+            groups=len(per_group),
+            smallest_group_images=min(g["images"] for g in per_group.values()),
+            smallest_group_identities=min(g["identities"] for g in per_group.values()),
             images=len(dataset.images),
             identities=len({i.identity for i in dataset.images}),
             identities_known=identities_known,

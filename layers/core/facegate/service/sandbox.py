@@ -52,7 +52,15 @@ class IndependentTesting(ServiceBase):
         return decision
 
     def decide_independent_test(
-        self, ctx: TenantContext, *, images: int, identities: int, request_id: str | None = None
+        self,
+        ctx: TenantContext,
+        *,
+        images: int,
+        identities: int,
+        groups: int = 1,
+        smallest_group_images: int | None = None,
+        smallest_group_identities: int | None = None,
+        request_id: str | None = None,
     ) -> Decision:
         """The gate's decision on a tester's labelled set (counted against the sandbox's rate limits);
         a refusal is audited once per request and raised as :class:`PolicyDeniedError`."""
@@ -63,4 +71,9 @@ class IndependentTesting(ServiceBase):
             once=f"{request_id}:decision:request" if request_id else None,
             set_images=images,
             set_identities=identities,
+            set_groups=groups,
+            set_smallest_group_images=images if smallest_group_images is None else smallest_group_images,
+            set_smallest_group_identities=identities
+            if smallest_group_identities is None
+            else smallest_group_identities,
         )

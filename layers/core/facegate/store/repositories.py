@@ -27,6 +27,7 @@ from facegate.errors import (
     ConflictError,
     ConsentError,
     GalleryNotFoundError,
+    InvalidIdentifierError,
     InvalidRequestError,
     StorageError,
     TenantNotFoundError,
@@ -247,10 +248,21 @@ def _gallery(r: GalleryRecord) -> Gallery:
     return Gallery(r.gallery_id, r.use_case, r.name, int(r.max_size), int(r.template_count), int(r.version or 0))
 
 
+RESERVED_GALLERY_IDS: Final = frozenset(
+    {"probes", "uploads", "calls", "manifests", "reports", "independent-tests", "snapshots"}
+)
+"""Names of the prefixes under ``tenants/<tenant>/``: a gallery named so would put keys such as
+``calls/probes/...`` under the S3 event rule's ``tenants/*/probes/*`` (its ``*`` spans a ``/``)."""
+
+
 class Galleries:
     def create_write(
         self, ctx: TenantContext, gallery_id: str, *, name: str, use_case: str, max_size: int
     ) -> tuple[Gallery, Write]:
+        if gallery_id in RESERVED_GALLERY_IDS:
+            raise InvalidIdentifierError(
+                f"'{gallery_id}' names one of the service's own prefixes; choose another gallery id"
+            )
         record = GalleryRecord(
             ctx.tenant_id,
             check_entity_id(gallery_id, "gallery"),
@@ -914,6 +926,8 @@ def subjects_named(result: dict[str, Any] | None) -> list[str]:
         return []
     named = [str(result["subject_id"])] if result.get("subject_id") else []
     named += [str(c["subject_id"]) for c in result.get("candidates", []) if c.get("subject_id")]
+    for face in result.get("faces") or []:  # a photo search: each face's own candidates
+        named += subjects_named(face)
     return sorted(set(named) - {ERASED})
 
 
@@ -929,6 +943,8 @@ def redact(result: dict[str, Any] | None, subject_id: str) -> dict[str, Any] | N
             {"subject_id": ERASED, "template_id": None, "score": None} if c.get("subject_id") == subject_id else c
             for c in out["candidates"]
         ]
+    if out.get("faces"):  # a photo search: every face's candidates too
+        out["faces"] = [redact(face, subject_id) for face in out["faces"]]
     return out
 
 

@@ -108,6 +108,9 @@ class TestSet(_Model):
     identities: int = Field(ge=0, le=100_000)
     identities_known: bool
     grouped: bool
+    groups: int = Field(ge=0, le=100_000)
+    smallest_group_images: int = Field(ge=0, le=100_000)
+    smallest_group_identities: int = Field(ge=0, le=100_000)
     group_source: Literal["annotated", "manual", "predicted", "self-reported", "none"]
     labels_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     archive_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")

@@ -205,6 +205,9 @@ def _decide(rt: Runtime, req: WorkflowRequest, **facts: Any) -> Decision:
                     req.ctx,
                     images=req.test_set.images,
                     identities=req.test_set.identities,
+                    groups=req.test_set.groups,
+                    smallest_group_images=req.test_set.smallest_group_images,
+                    smallest_group_identities=req.test_set.smallest_group_identities,
                     request_id=req.request_id,
                 )
             return rt.service.decide(
