@@ -58,4 +58,5 @@ def test_the_cloud_demo_runs_the_whole_service_and_explains_it(
     assert "REFUSED: request.gallery_not_found" in out
     assert "request.rate_limited" in out
     assert "hash-chained, verified up to seq" in out
-    assert "Nothing left in the probe bucket: True" in out
+    assert "No photo left in the probe bucket: True" in out
+    assert "encrypted templates under each tenant's prefix: 1)" in out  # the prison's gallery, searched

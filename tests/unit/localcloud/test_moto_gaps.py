@@ -551,6 +551,40 @@ def test_adapter_evaluates_a_stack_roles_policy_for_its_puts(local: Adapter) -> 
     s3.put_object(Bucket=BUCKET, Key="tenants/t2/probes/g/x.jpg", Body=b"x")
 
 
+def _s3_as(creds: dict[str, Any]) -> Any:
+    return boto3.client(
+        "s3",
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
+
+
+def test_adapter_keeps_each_tenants_gallery_snapshots_to_its_own_session(local: Adapter) -> None:
+    """The real template's tenant data role reads and writes snapshots under its own tag's prefix only:
+    another tenant's session is refused whatever key or object version it names (issue 15 item 3)."""
+    stack = _tenant_stack(local)
+    bucket = stack.refs["ProbeBucket"]
+    a, b = _s3_as(_tenant_session(stack, "t-a")), _s3_as(_tenant_session(stack, "t-b"))
+    key = "tenants/t-a/snapshots/residents/v3"
+    put = a.put_object(Bucket=bucket, Key=key, Body=b"FGS1", ServerSideEncryption="aws:kms")
+    assert a.get_object(Bucket=bucket, Key=key, VersionId=put["VersionId"])["Body"].read() == b"FGS1"
+    for call in (
+        partial(b.get_object, Bucket=bucket, Key=key),
+        partial(b.get_object, Bucket=bucket, Key=key, VersionId=put["VersionId"]),
+        partial(b.head_object, Bucket=bucket, Key=key),
+        partial(b.put_object, Bucket=bucket, Key=key, Body=b"forged"),
+        partial(b.delete_object, Bucket=bucket, Key=key, VersionId=put["VersionId"]),
+        partial(b.get_object, Bucket=bucket, Key="tenants/t-a/snapshots/../snapshots/residents/v3"),
+    ):
+        refused = _refusal(call)
+        assert refused["status"] == 403, refused
+    # Nor outside snapshots/ under its own prefix: probes and reports are not the tenant data role's.
+    assert _refusal(partial(a.get_object, Bucket=bucket, Key="tenants/t-a/probes/g/x.jpg"))["status"] == 403
+    a.delete_object(Bucket=bucket, Key=key, VersionId=put["VersionId"])
+    assert "Versions" not in boto3.client("s3").list_object_versions(Bucket=bucket, Prefix="tenants/t-a/snapshots/")
+
+
 # --- 5. DynamoDB requests are atomic --------------------------------------------------------------
 
 
@@ -637,7 +671,7 @@ def _tenant_stack(adapter: Adapter, name: str = "gaps", edit: Callable[[dict[str
     """The real template's tables, tenant role and operator role, translated and deployed into moto: what
     the adapter enforces is read from there (``edit`` changes the template first)."""
     template = translate(load_template(ROOT / "template.yaml"), region=REGION)
-    keep = {"DataKey", "TenantDataRole", "OperatorRole"} | {
+    keep = {"DataKey", "ProbeBucket", "TenantDataRole", "OperatorRole"} | {
         k for k, v in template["Resources"].items() if v["Type"] == "AWS::DynamoDB::Table"
     }
     sub = {"Resources": {k: v for k, v in template["Resources"].items() if k in keep}}

@@ -688,7 +688,7 @@ def test_inline_state_machines_writes_each_definition_file_as_a_literal_string(s
 
 UPLOADER_PREFIX: dict[str, Any] = {"Fn::Sub": "${ProbeBucket.Arn}/tenants/${!aws:PrincipalTag/tenant_id}/*"}
 WRITERS_UNDER_TENANTS: frozenset[str] = frozenset(
-    {"TenantUploaderRole", "ApiFunctionRole", "BatchJobRole", "IndependentTestJobRole"}
+    {"TenantUploaderRole", "TenantDataRole", "ApiFunctionRole", "BatchJobRole", "IndependentTestJobRole"}
 )
 
 
@@ -699,8 +699,8 @@ def _role_policy_statements(translated: dict[str, Any], role: str) -> list[dict[
 
 def test_the_tenant_uploader_role_may_only_put_under_its_own_tenant_prefix(translated: dict[str, Any]) -> None:
     """A tenant system's direct uploads: PutObject under tenants/<its session tag>/, and the data key for
-    SSE-KMS; nothing to read, list or delete, and not the jobs' reports, a tester's set or a one-call probe
-    (what the API stores and the workflows trust)."""
+    SSE-KMS; nothing to read, list or delete, and not the jobs' reports, a tester's set, a one-call probe
+    or a gallery snapshot (what the API, the jobs and Match store and the workflows trust)."""
     role = translated["Resources"]["TenantUploaderRole"]
     assert role["Type"] == "AWS::IAM::Role"
     statements = _role_policy_statements(translated, "TenantUploaderRole")
@@ -719,11 +719,28 @@ def test_the_tenant_uploader_role_may_only_put_under_its_own_tenant_prefix(trans
                 {"Fn::Sub": "${ProbeBucket.Arn}/tenants/*/reports/*"},
                 {"Fn::Sub": "${ProbeBucket.Arn}/tenants/*/independent-tests/*"},
                 {"Fn::Sub": "${ProbeBucket.Arn}/tenants/*/calls/*"},
+                {"Fn::Sub": "${ProbeBucket.Arn}/tenants/*/snapshots/*"},
             ],
         )
     ]
     assert translated["Outputs"]["TenantUploaderRoleArn"]["Value"] == {"Fn::GetAtt": ["TenantUploaderRole", "Arn"]}
     assert translated["Outputs"]["TenantUploaderRoleArn"]["Description"]
+
+
+def test_the_tenant_data_role_reaches_only_its_own_tenants_gallery_snapshots(translated: dict[str, Any]) -> None:
+    """The one S3 grant of the tenant data role: its own tag's snapshots/ prefix, to read, write and
+    delete (Match and erasure); nothing to list, nothing elsewhere in the bucket."""
+    s3 = [
+        (set(_as_list(st["Action"])), st["Resource"])
+        for st in _role_policy_statements(translated, "TenantDataRole")
+        if any(str(a).startswith("s3:") for a in _as_list(st["Action"]))
+    ]
+    assert s3 == [
+        (
+            {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"},
+            {"Fn::Sub": "${ProbeBucket.Arn}/tenants/${!aws:PrincipalTag/tenant_id}/snapshots/*"},
+        )
+    ]
 
 
 def test_the_tenant_uploader_role_is_assumed_exactly_like_the_tenant_role(translated: dict[str, Any]) -> None:

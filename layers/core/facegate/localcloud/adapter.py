@@ -55,13 +55,16 @@ shrink as moto grows. The gaps (RESEARCH.md lists what was seen):
    credentials that container holds (its execution role's, or a session it assumed): a connection
    another container created cannot be borrowed, as separate Lambda processes could not. Requests with
    other credentials (the local cloud's administrator) are not evaluated.
-8. **IAM for S3 writes**: moto does not authorize S3 requests against the signer's policies either.
+8. **IAM for S3 objects**: moto does not authorize S3 requests against the signer's policies either.
    Here a ``PutObject`` (also an ``UploadPart``, a ``CopyObject``'s write, a multipart upload's start
-   and completion: IAM authorizes all of them as ``s3:PutObject``) signed by a session of a stack role is
-   evaluated against that role's deployed policy on the object's ARN, with the session's tags for
-   ``${aws:PrincipalTag/...}``: a tenant uploader session writing outside ``tenants/<its tenant>/`` is
-   refused with ``AccessDenied``. Other S3 actions, and requests with other credentials, are not
-   evaluated against identity policies (the bucket policy, gap 4, still applies to them).
+   and completion: IAM authorizes all of them as ``s3:PutObject``), a ``GetObject`` or ``HeadObject``
+   (``s3:GetObject``, ``s3:GetObjectVersion`` with a version) and a ``DeleteObject`` (``s3:DeleteObject``,
+   ``s3:DeleteObjectVersion``) signed by a session of a stack role is evaluated against that role's
+   deployed policy on the object's ARN, with the session's tags for ``${aws:PrincipalTag/...}``: a tenant
+   uploader session writing outside ``tenants/<its tenant>/``, or a tenant data session reading another
+   tenant's gallery snapshot, is refused with ``AccessDenied``. Other S3 actions (listing, tagging, ACLs),
+   and requests with other credentials, are not evaluated against identity policies (the bucket policy,
+   gap 4, still applies to them).
 9. **StartSyncExecution**: moto 5.2.5 answers "Not yet implemented" (boto3 sends it to the
    ``sync-states`` host, which moto does not route either). Here it starts the Express execution and
    waits for its end (at most Express's five minutes), answering status, output or error and cause as
@@ -381,7 +384,7 @@ class Adapter:
         # As IAM decides within one account: an explicit Deny in either policy refuses; otherwise an Allow
         # in either one grants (the bucket's own Allow suffices for a principal of its account).
         own: iam.Decision | None = None
-        if action == "s3:PutObject" and session is not None and session.role_arn in self.roles:
+        if action in _EVALUATED_OBJECT_ACTIONS and session is not None and session.role_arn in self.roles:
             request = iam.Request(action, resource, _principal_context(principal, session))
             own = iam.evaluate(self.roles[session.role_arn].statements, request, known_keys=S3_CONDITION_KEYS)
         bucket_says = (
@@ -702,15 +705,49 @@ _S3_SIGNER: Final = threading.local()
 _PUT_OBJECT_QUERIES: Final = frozenset({"x-id", "uploadId", "partNumber"})
 """Query parameters of the object PUTs that IAM authorizes as ``s3:PutObject`` (a PutObject, an UploadPart,
 a CopyObject); any other (``?tagging``, ``?acl``, ``?retention``...) is another action."""
+_READ_OBJECT_QUERIES: Final = frozenset(
+    {"x-id", "versionId", "partNumber"}
+    | {
+        f"response-{h}"
+        for h in (
+            "content-type",
+            "content-language",
+            "expires",
+            "cache-control",
+            "content-disposition",
+            "content-encoding",
+        )
+    }
+)
+"""Query parameters of the object GETs and HEADs that IAM authorizes as ``s3:GetObject`` (or
+``s3:GetObjectVersion`` with a ``versionId``)."""
+_EVALUATED_OBJECT_ACTIONS: Final = frozenset(
+    {"s3:PutObject", "s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion"}
+)
+"""The object actions gap 8 evaluates against a stack role session's identity policy."""
 
 
 def _s3_object_action(method: str, query: set[str]) -> str:
-    """The IAM action of an object request, where it is ``s3:PutObject``; else moto's own name for it."""
+    """The IAM action of an object request: ``s3:PutObject`` for every write IAM authorizes so, the read
+    and delete actions (a HEAD is authorized as ``s3:GetObject``; naming a version, as the ``...Version``
+    action); else moto's own name for it."""
     if method == "PUT" and not query - _PUT_OBJECT_QUERIES:
         return "s3:PutObject"
     if method == "POST" and query & {"uploads", "uploadId"}:  # a multipart upload's start and completion
         return "s3:PutObject"
-    return f"s3:{method[:1]}{method[1:].lower()}Object"
+    if method in ("GET", "HEAD") and not query - _READ_OBJECT_QUERIES:
+        return "s3:GetObjectVersion" if "versionId" in query else "s3:GetObject"
+    if method == "DELETE" and not query - {"versionId", "x-id"}:
+        return "s3:DeleteObjectVersion" if "versionId" in query else "s3:DeleteObject"
+    if method == "DELETE" and "uploadId" in query:
+        return "s3:AbortMultipartUpload"
+    if method == "GET" and "uploadId" in query:
+        return "s3:ListMultipartUploadParts"
+    verb = f"{method[:1]}{method[1:].lower()}"
+    for sub, name in (("tagging", "Tagging"), ("acl", "Acl"), ("retention", "Retention"), ("legal-hold", "LegalHold")):
+        if sub in query:
+            return f"s3:{verb}Object{name}"
+    return f"s3:{verb}Object"
 
 
 def _policy_text(policy: bytes | str) -> str:

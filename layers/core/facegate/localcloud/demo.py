@@ -88,7 +88,11 @@ class Demo:
         summary["burst"] = self._burst()
         self._audit()
         summary["seconds"] = round(time.monotonic() - start, 1)
-        self.say(f"\nDone in {summary['seconds']} s. Nothing left in the probe bucket: {self._bucket_empty()}.")
+        photos, snapshots = self._bucket_left()
+        self.say(
+            f"\nDone in {summary['seconds']} s. No photo left in the probe bucket: {not photos} "
+            f"(gallery snapshots, encrypted templates under each tenant's prefix: {snapshots})."
+        )
         return summary
 
     # --- steps --------------------------------------------------------------------------------------
@@ -253,9 +257,12 @@ class Demo:
                 detail["reasons"] = [r["code"] for r in decision.get("reasons", [])]
             self.say(f"   #{e.seq:<3} {e.action:<22} {detail}")
 
-    def _bucket_empty(self) -> bool:
+    def _bucket_left(self) -> tuple[list[str], int]:
+        """The photos (any object but a gallery snapshot) left under ``tenants/``, and how many snapshots."""
         listed = self.cloud.client("s3").list_object_versions(Bucket=self.cloud.bucket, Prefix="tenants/")
-        return not listed.get("Versions")
+        keys = [v["Key"] for v in listed.get("Versions", [])]
+        snapshots = [k for k in keys if k.split("/")[2:3] == ["snapshots"]]
+        return [k for k in keys if k not in snapshots], len(snapshots)
 
 
 def run_cloud_demo() -> int:

@@ -32,8 +32,9 @@ from facegate.store.repositories import (
     Tenant,
     TenantRegistry,
     Totals,
-    TransientTemplates,
 )
+from facegate.store.snapshots import GallerySnapshots
+from facegate.store.transient import TransientTemplates
 from facegate.store.writes import Write
 from facegate.tenancy import TenantContext
 
@@ -66,6 +67,8 @@ class ServiceBase:
     calibration: Calibration = field(default_factory=Calibration.packaged)
     gallery_cache: GalleryCache = field(default_factory=GalleryCache)
     """This process's warm copies of galleries (a warm Lambda keeps them between searches)."""
+    snapshots: GallerySnapshots = field(default_factory=GallerySnapshots)
+    """Each gallery version's templates as one S3 object, for a cold container (``FACEGATE_BUCKET``)."""
     clock: Callable[[], datetime] = utc_now
 
     def _use_case(self, name: str) -> UseCase | None:

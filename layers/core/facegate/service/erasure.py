@@ -35,6 +35,7 @@ class Erasure(ServiceBase):
             raise ConsentError("No such consent.")
         now = self.clock()
         deleted = 0
+        touched: set[str] = set()
         revoke = [self.consents.revoke_write(ctx, subject_id, consent_id, now)]
         for _ in range(ERASURE_ROUNDS):
             doomed = [t for t in self.templates.of_subject(ctx, subject_id) if t.consent_id == consent_id]
@@ -56,7 +57,9 @@ class Erasure(ServiceBase):
             except WriteConditionError:
                 continue  # a template went meanwhile (TTL, a concurrent erasure): read again
             deleted += len(doomed)
+            touched.update(t.gallery_id for t in doomed)
             revoke = []
+        self.snapshots.purge(ctx, sorted(touched))  # the versions that held them are never loaded again
         return deleted
 
     def erase_subject(self, ctx: TenantContext, subject_id: str) -> ErasureReceipt:
@@ -78,6 +81,7 @@ class Erasure(ServiceBase):
             )
         deleted: list[str] = []
         redacted: list[str] = []
+        touched: set[str] = set()
         for _ in range(ERASURE_ROUNDS):
             found = {t.template_id: t for t in self.templates.of_subject(ctx, subject)}
             found.update({t.template_id: t for t in self.templates.indexed_of_subject(ctx, subject)})
@@ -94,6 +98,7 @@ class Erasure(ServiceBase):
                         writes=self.delete_writes(ctx, tchunk),
                     )
                     deleted += [t.template_id for t in tchunk]
+                    touched.update(t.gallery_id for t in tchunk)
                 for rchunk in chunks(rows):
                     self.audit.append(
                         ctx,
@@ -105,6 +110,7 @@ class Erasure(ServiceBase):
             except WriteConditionError:
                 continue  # something went meanwhile (TTL, a concurrent erasure): read again
         left = len(self.templates.of_subject(ctx, subject))
+        unpurged = self.snapshots.purge(ctx, sorted(touched))
         remaining = [
             {
                 "what": "audit entries naming the subject id (no biometric data)",
@@ -114,6 +120,14 @@ class Erasure(ServiceBase):
         ]
         if left:
             remaining.append({"what": f"{left} templates", "where": "templates table", "why": "erasure did not finish"})
+        for key in unpurged:
+            remaining.append(
+                {
+                    "what": "a gallery snapshot that held the subject's templates",
+                    "where": key,
+                    "why": "its deletion failed; the bucket's lifecycle rule deletes it within two days",
+                }
+            )
         entry = self.audit.append(
             ctx,
             "subject.erased",

@@ -21,6 +21,7 @@ from facegate.policy import Decision, Operation
 from facegate.store.repositories import (
     RequestRow,
 )
+from facegate.store.snapshots import Snapshot
 from facegate.store.writes import Write
 from facegate.tenancy import TenantContext, check_entity_id
 
@@ -98,12 +99,19 @@ class Matching(ServiceBase):
     def _searchable(self, ctx: TenantContext, gallery_id: str, use_case: str | None) -> Gallery:
         """The gallery's live templates, stacked for search: the warm copy at the gallery's current
         version (:mod:`facegate.service.gallery_cache`: one consistent read of the gallery row), else
-        built from a consistent read of its templates and kept."""
+        the snapshot recorded for that version (:mod:`facegate.store.snapshots`: one S3 object), else
+        a consistent read of its templates, kept in the cache and written as the version's snapshot."""
         now = self.clock()
         row = self.galleries.find(ctx, gallery_id, consistent=True)
 
         def build() -> tuple[Gallery, datetime | None]:
-            live = self.templates.in_gallery(ctx, gallery_id, now=now, consistent=True)
+            snapshot = self.snapshots.load(ctx, row, now) if row is not None else None
+            if snapshot is not None:
+                live = snapshot.stored_templates()
+            else:
+                live = self.templates.in_gallery(ctx, gallery_id, now=now, consistent=True)
+                if row is not None:  # for the next cold container: one object instead of the table
+                    self.snapshots.save(ctx, row, Snapshot.of(ctx, row, live))
             stacked = Gallery([reference(t, self._offset(t.references, use_case)) for t in live])
             return stacked, min((t.expires_at for t in live), default=None)
 

@@ -84,6 +84,9 @@ class GalleryRecord(Model):
     version = NumberAttribute(default=0)
     """Raised by one in the same transaction as every change of the gallery's templates (an enrolment,
     a deletion, an erasure, a recount): a cached copy of the gallery is current only at its version."""
+    snapshot = JSONAttribute(null=True)
+    """The S3 snapshot written for a version (:mod:`facegate.store.snapshots`): ``version``,
+    ``object_version``, ``sha256``, ``count``; a load reads exactly that object and checks it."""
     created_at = UTCDateTimeAttribute()
 
 

@@ -12,15 +12,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
-from pynamodb.exceptions import DoesNotExist, PynamoDBException
+from pynamodb.exceptions import DoesNotExist
 from pynamodb.expressions.condition import size
-from pynamodb.models import Model
 
 from facegate.embedding import Embedding
 from facegate.errors import (
@@ -28,12 +25,11 @@ from facegate.errors import (
     ConsentError,
     GalleryNotFoundError,
     InvalidIdentifierError,
-    InvalidRequestError,
-    StorageError,
     TenantNotFoundError,
 )
 from facegate.policy.gate import ApprovalFacts, GalleryFacts, TenantFacts
 from facegate.policy.vocabulary import validate_registration
+from facegate.store.items import get_or_none, storage
 from facegate.store.models import (
     SEP,
     ApprovalAttribute,
@@ -48,32 +44,7 @@ from facegate.store.models import (
 from facegate.store.writes import Write, commit
 from facegate.tenancy import TenantContext, check_entity_id, check_tenant_id
 
-M = TypeVar("M", bound=Model)
-_CONFLICT_CODES = {"ConditionalCheckFailedException", "TransactionCanceledException"}
 log = logging.getLogger(__name__)
-
-
-@contextmanager
-def storage(what: str) -> Iterator[None]:
-    """Translate pynamodb/botocore failures into facegate's errors."""
-    try:
-        yield
-    except DoesNotExist:
-        raise  # a missing item is an answer, not a failure: callers turn it into their own result
-    except PynamoDBException as exc:
-        code = getattr(exc, "cause_response_code", None)
-        if code in _CONFLICT_CODES:
-            raise ConflictError(f"{what}: a condition failed ({code})") from exc
-        raise StorageError(f"{what} failed: {code or type(exc).__name__}") from exc
-
-
-def _get_or_none(model: type[M], what: str, hash_key: str, range_key: str) -> M | None:
-    """One item of the caller's partition, or ``None`` when it does not exist."""
-    try:
-        with storage(what):
-            return model.get(hash_key, range_key)
-    except DoesNotExist:
-        return None
 
 
 def _now() -> datetime:
@@ -239,13 +210,23 @@ class Gallery:
     template_count: int
     version: int = 0
     """The gallery's change counter (see ``GalleryRecord.version``)."""
+    snapshot: dict[str, Any] | None = None
+    """The snapshot recorded for a version (see ``GalleryRecord.snapshot``)."""
 
     def facts(self) -> GalleryFacts:
         return GalleryFacts(gallery_id=self.gallery_id, use_case=self.use_case, size=self.template_count)
 
 
 def _gallery(r: GalleryRecord) -> Gallery:
-    return Gallery(r.gallery_id, r.use_case, r.name, int(r.max_size), int(r.template_count), int(r.version or 0))
+    return Gallery(
+        r.gallery_id,
+        r.use_case,
+        r.name,
+        int(r.max_size),
+        int(r.template_count),
+        int(r.version or 0),
+        dict(r.snapshot) if r.snapshot else None,
+    )
 
 
 RESERVED_GALLERY_IDS: Final = frozenset(
@@ -291,7 +272,7 @@ class Galleries:
                     return _gallery(GalleryRecord.get(ctx.tenant_id, key, consistent_read=True))
             except DoesNotExist:
                 return None
-        record = _get_or_none(GalleryRecord, "reading a gallery", ctx.tenant_id, key)
+        record = get_or_none(GalleryRecord, "reading a gallery", ctx.tenant_id, key)
         return None if record is None else _gallery(record)
 
     def get(self, ctx: TenantContext, gallery_id: str) -> Gallery:
@@ -441,7 +422,7 @@ class Templates:
 
     def get(self, ctx: TenantContext, gallery_id: str, template_id: str) -> StoredTemplate | None:
         key = f"{ctx.tenant_id}{SEP}{check_entity_id(gallery_id, 'gallery')}"
-        record = _get_or_none(TemplateRecord, "reading a template", key, template_id)
+        record = get_or_none(TemplateRecord, "reading a template", key, template_id)
         return None if record is None else _template(record)
 
     def stored_in(self, ctx: TenantContext, gallery_id: str) -> list[StoredTemplate]:
@@ -635,7 +616,7 @@ class Consents:
 
     def get(self, ctx: TenantContext, subject_id: str, consent_id: str) -> Consent | None:
         key = f"{check_entity_id(subject_id, 'subject')}{SEP}{check_entity_id(consent_id, 'consent')}"
-        record = _get_or_none(ConsentRecord, "reading a consent", ctx.tenant_id, key)
+        record = get_or_none(ConsentRecord, "reading a consent", ctx.tenant_id, key)
         return None if record is None else _consent(record)
 
     def of_subject(self, ctx: TenantContext, subject_id: str) -> list[Consent]:
@@ -692,7 +673,7 @@ class Totals:
         return f"total{SEP}{kind}{SEP}{use_case}"
 
     def read(self, ctx: TenantContext, kind: str, use_case: str) -> int:
-        record = _get_or_none(CounterRecord, "reading a total", ctx.tenant_id, self._key(kind, use_case))
+        record = get_or_none(CounterRecord, "reading a total", ctx.tenant_id, self._key(kind, use_case))
         return int(record.hits) if record is not None and record.hits is not None else 0
 
     def add_write(self, ctx: TenantContext, kind: str, use_case: str, n: int, *, cap: int | None = None) -> Write:
@@ -721,46 +702,6 @@ class Totals:
             actions=[CounterRecord.hits.set(now)],
             condition=condition,
         )
-
-
-TRANSIENT_TTL: Final = timedelta(hours=1)
-"""A Recognize or Enrol run lasts seconds (its state machine times out at 15 minutes): an hour is a
-backstop; the item is deleted with the result that consumes it."""
-
-
-class TransientTemplates:
-    """A probe's template between Embed and Match (or StoreTemplate), under the tenant's key: the
-    workflow's state carries only the reference."""
-
-    @staticmethod
-    def _key(ref: str) -> str:
-        return f"probe-template{SEP}{check_entity_id(ref, 'template reference')}"
-
-    def put(self, ctx: TenantContext, ref: str, embedding: Embedding, now: datetime) -> None:
-        record = CounterRecord(
-            ctx.tenant_id,
-            self._key(ref),
-            hits=0,
-            blob=embedding.to_bytes(),
-            names=[embedding.model_version],
-            expires_at=now + TRANSIENT_TTL,
-        )
-        with storage("keeping a probe template"):
-            record.save()  # a retried Embed writes the same template again
-
-    def get(self, ctx: TenantContext, ref: str, now: datetime) -> Embedding:
-        record = _get_or_none(CounterRecord, "reading a probe template", ctx.tenant_id, self._key(ref))
-        if record is None or record.blob is None or not record.names or record.expires_at <= now:
-            raise InvalidRequestError("the probe's template is gone (expired or already used): run the request again")
-        return Embedding.from_bytes(bytes(record.blob), str(record.names[0]))
-
-    def delete_write(self, ctx: TenantContext, ref: str) -> Write:
-        """Delete the item (whether or not it is still there) with the result that used it."""
-        return Write("delete", CounterRecord(ctx.tenant_id, self._key(ref)), "transient_template")
-
-    def delete(self, ctx: TenantContext, ref: str) -> None:
-        with storage("deleting a probe template"):
-            CounterRecord(ctx.tenant_id, self._key(ref)).delete()
 
 
 PROBE_MEMORY_SIZE: Final = 256
@@ -820,7 +761,7 @@ class ProbeMemory:
             with storage("counting a subject"):
                 marker.save(condition=CounterRecord.counter_key.does_not_exist())
         except ConflictError:  # already counted today
-            record = _get_or_none(CounterRecord, "reading a count", total.tenant_id, total.counter_key)
+            record = get_or_none(CounterRecord, "reading a count", total.tenant_id, total.counter_key)
             return int(record.hits) if record is not None else 0
         with storage("counting a subject"):
             total.update(actions=[CounterRecord.hits.add(1), CounterRecord.expires_at.set(now + timedelta(days=2))])
@@ -845,7 +786,7 @@ class ProbeMemory:
         key = f"recent-probes{SEP}{use_case}"
         vector = probe.vector.astype("<f2")
         for _ in range(attempts):
-            record = _get_or_none(CounterRecord, "reading recent probes", ctx.tenant_id, key)
+            record = get_or_none(CounterRecord, "reading recent probes", ctx.tenant_id, key)
             version = int(record.hits) if record is not None and record.hits is not None else 0
             names = [str(n) for n in (record.names or [])] if record is not None else []
             blob = bytes(record.blob or b"") if record is not None else b""

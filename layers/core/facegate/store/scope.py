@@ -45,9 +45,13 @@ class _Session:
     token: str | None
     expires: datetime
     connections: dict[type[Any], Any] = field(default_factory=dict)
+    clients: dict[str, Any] = field(default_factory=dict)
+    """boto3 clients signed with this session (``tenant_client``)."""
 
 
 _lock = threading.RLock()
+_current: list[_Session | None] = []
+"""The session of each open scope (``None`` where the process's own credentials serve it)."""
 _sessions: dict[tuple[str, str, str], _Session] = {}
 """(caller's access key, role, tenant) → the tenant session that caller obtained."""
 _active: list[str] = []
@@ -105,19 +109,23 @@ def tenant_scope(tenant_id: str) -> Iterator[None]:
             raise PermissionError(f"a scope for {_active[-1]} is open: {tenant_id} cannot be entered inside it")
         if not role_arn or _active:
             _active.append(tenant_id)
+            _current.append(_current[-1] if _current else None)
             try:
                 yield
             finally:
                 _active.pop()
+                _current.pop()
             return
         saved = {model: model._connection for model in ALL_MODELS}
         session = _session(role_arn, tenant_id)
         _use(session)
         _active.append(tenant_id)
+        _current.append(session)
         try:
             yield
         finally:
             _active.pop()
+            _current.pop()
             for model in ALL_MODELS:  # keep this tenant's connections for its next request
                 if model._connection is not None:
                     session.connections[model] = model._connection
@@ -147,3 +155,34 @@ def current_tenant() -> str | None:
     """The tenant whose scope is open in this process, if any (for assertions and logs)."""
     with _lock:
         return _active[-1] if _active else None
+
+
+def tenant_client(service: str, *, region: str | None = None) -> Any:
+    """A boto3 client signed with the open scope's tenant session (the S3 objects only that tenant may
+    read: its gallery snapshots); outside a tenant-role scope, the process's own credentials (unit tests,
+    ``process-credentials``, built each time). Cached with the session, so a warm container builds it once.
+
+    Raises
+    ------
+    PermissionError
+        No tenant scope is open.
+    """
+    import boto3
+
+    with _lock:
+        if not _active:
+            raise PermissionError("a tenant's objects are reached only inside its tenant scope")
+        session = _current[-1]
+        name = f"{service}:{region or ''}"
+        if session is None:
+            return boto3.client(service, region_name=region)
+        client = session.clients.get(name)
+        if client is None:
+            client = session.clients[name] = boto3.client(
+                service,
+                region_name=region,
+                aws_access_key_id=session.access_key,
+                aws_secret_access_key=session.secret_key,
+                aws_session_token=session.token,
+            )
+        return client

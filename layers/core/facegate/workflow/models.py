@@ -384,7 +384,7 @@ class ProbeTemplate(_Model):
     """Embed's output: a *reference* to the probe's template, never the template itself.
 
     The 512-byte template is biometric data: it is kept in a short-lived item under the tenant's key
-    (:class:`~facegate.store.repositories.TransientTemplates`, encrypted at rest, expiring within the
+    (:class:`~facegate.store.transient.TransientTemplates`, encrypted at rest, expiring within the
     hour, deleted in the same transaction that records the result), so it never enters the execution's
     state, history or logs. ``ref`` names that item; ``model_version`` travels for the checks."""
 
