@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test lint typecheck static-checks check-packaging bench-speed bench-cost bench-accuracy release-gate clean
+.PHONY: setup demo test lint typecheck static-checks check-packaging bench-speed bench-coldstart bench-cost bench-accuracy release-gate clean
 
 $(BIN)/facegate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,11 @@ check-packaging: setup
 
 bench-speed: setup
 	$(BIN)/python -m benchmarks.speed
+
+# Every function's cold start in a fresh process (import, settings, clients, models, first request for
+# Detect and Embed) against moto in server mode, and its peak memory.
+bench-coldstart: setup
+	$(BIN)/python -m benchmarks.coldstart
 
 bench-cost: setup
 	$(BIN)/python -m benchmarks.cost

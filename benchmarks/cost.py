@@ -1286,6 +1286,8 @@ def report(runs: list[Run], prices: Mapping[str, Any], info: Mapping[str, Any], 
         rows,
     )
 
+    memory_sizes(by, present, top, prices)
+
     print(
         f"\n## Requests of one run at {top:,} people (Lambda: wall and thread CPU time; moto runs in the calling "
         "thread, so\nboth include moto's work for the function's requests)\n"
@@ -1393,6 +1395,71 @@ STATE_FUNCTION: Final = {
     "RecordFailure": "Finish",
     "StoreTemplate": "StoreTemplate",
 }
+
+
+MEMORY_SIZES: Final = (256, 512, 1024, 1769, 2048, 3008)
+LATENCY_BUDGET_MS: Final = 50.0
+"""How much slower than at a full vCPU a function may run for a smaller bill (per state)."""
+FULL_VCPU_MB: Final = 1769
+"""Lambda allocates CPU in proportion to memory: one full vCPU at 1,769 MB (AWS's documentation)."""
+MEMORY_FLOORS: Final = {
+    "Detect": (1024, "a 40-megapixel photo decodes to 120 MB and the detector's input pyramid beside it"),
+    "Embed": (1024, "the photo decoded again, SFace's session (about 220 MiB peak with its imports)"),
+    "Api": (512, "a 6 MB request body base64-decoded twice, and a cold start at a quarter of a vCPU"),
+}
+"""What each function must have whatever the cost model says, with the reason."""
+
+
+def duration_at(own_ms: float, wait_ms: float, memory_mb: int) -> float:
+    """An invocation at ``memory_mb``: its own (CPU) time slowed below a full vCPU, its waits unchanged."""
+    return own_ms * max(1.0, FULL_VCPU_MB / memory_mb) + wait_ms
+
+
+def memory_sizes(
+    by: Mapping[tuple[str, int], list[Run]], present: list[str], top: int, prices: Mapping[str, Any]
+) -> None:
+    """Each function's cost x duration at the memory sizes Lambda offers, from its modelled run: its own
+    time (wall less its requests' time on moto, measured here on a full core) scales with the CPU share,
+    the modelled request latencies do not."""
+    samples: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
+    for p in present:
+        for run in by[(p, top)]:
+            calls: dict[int | None, list[CallRecord]] = defaultdict(list)
+            for call in run.recording.calls:
+                calls[call.invocation].append(call)
+            durations, _ = modelled_durations(run)
+            for inv in run.recording.invocations:
+                own = max(0.0, inv.wall_ms - sum(c.ms for c in calls[inv.index]))
+                samples[_short(inv.function)].append((own, max(0.0, durations[inv.index] - own), inv.memory_mb))
+    print(f"\n## Memory size per function: cost and duration per invocation at {top:,} people (modelled)\n")
+    print(
+        "Own time scales as 1,769 MB / memory below a full vCPU (single-threaded), waits do not; the choice is\n"
+        f"the cheapest size at most {LATENCY_BUDGET_MS:.0f} ms slower than at a full vCPU, never below the function's\n"
+        "floor (a one-call verify waits for every state in turn: the budget bounds what the sizes add to it).\n"
+    )
+    rows = []
+    for name, values in sorted(samples.items()):
+        own = _mean([v[0] for v in values])
+        wait = _mean([v[1] for v in values])
+        configured = values[0][2]
+        cells = []
+        options = []
+        for memory in MEMORY_SIZES:
+            ms = duration_at(own, wait, memory)
+            cost = lambda_cost(memory, ms, prices) * 1000
+            options.append((memory, ms, cost))
+            cells.append(f"{ms:.0f} ms ${cost:.4f}")
+        floor, _why = MEMORY_FLOORS.get(name, (256, ""))
+        full = duration_at(own, wait, FULL_VCPU_MB)
+        fitting = [o for o in options if o[0] >= floor and o[1] <= full + LATENCY_BUDGET_MS]
+        chosen = min(fitting, key=lambda o: (round(o[2], 6), o[1]))[0] if fitting else FULL_VCPU_MB
+        rows.append([name, f"{own:.0f} / {wait:.0f}", *cells, f"{chosen} (now {configured})"])
+    _table(
+        ["function", "own / wait ms", *(f"{m} MB (per 1,000)" for m in MEMORY_SIZES), "chosen MB"],
+        rows,
+    )
+    for name, (floor, why) in MEMORY_FLOORS.items():
+        print(f"- {name} at least {floor} MB: {why}.")
 
 
 def _short(function: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
@@ -18,7 +18,6 @@ from facegate.api import ApiSettings, TenantApi
 from facegate.workflow import steps
 
 logger = Logger()
-tracer = Tracer()
 metrics = Metrics()
 runtime = steps.Runtime.from_env()
 api = TenantApi(
@@ -36,7 +35,6 @@ api = TenantApi(
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     response = api.handle(event, context)

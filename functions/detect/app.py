@@ -10,4 +10,6 @@ from facegate.workflow import steps
 from facegate.workflow.handler import lambda_handler_for
 
 steps.detector()  # the model session is built at cold start, not on the first request
-lambda_handler = lambda_handler_for(steps.detect, metric=lambda result: ("FacesDetected", result["face_count"]))
+lambda_handler = lambda_handler_for(
+    steps.detect, metric=lambda result: ("FacesDetected", result["face_count"]), service=False
+)

@@ -10,4 +10,4 @@ from facegate.workflow import steps
 from facegate.workflow.handler import lambda_handler_for
 
 steps.embedder()  # the model session is built at cold start, not on the first request
-lambda_handler = lambda_handler_for(steps.embed, metric=lambda result: ("ProbesEmbedded", 1))
+lambda_handler = lambda_handler_for(steps.embed, metric=lambda result: ("ProbesEmbedded", 1), service=False)

@@ -33,10 +33,6 @@ from facegate.errors import (
     PhotosDisagreeError,
     PolicyDeniedError,
 )
-from facegate.policy import Decision, Operation
-from facegate.policy.gate import FACES_STAGE
-from facegate.service import FaceService
-from facegate.service.enrolment import check_same_person
 from facegate.settings import Settings
 from facegate.store.models import configure
 from facegate.store.scope import tenant_scope
@@ -58,8 +54,13 @@ from facegate.workflow.models import (
 from facegate.workflow.uploads import UploadProofs
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 
+    from facegate.policy import Decision
+    from facegate.service import FaceService
+    from facegate.store.transient import TransientTemplates
     from facegate.vision.decode import BgrImage
     from facegate.vision.detector import YuNetDetector
     from facegate.vision.embedder import SFaceEmbedder
@@ -72,17 +73,46 @@ IDEMPOTENCY_TTL_S: Final = 24 * 3600
 
 @dataclass
 class Runtime:
-    """What a handler builds once per container (cold start): settings, clients, the service."""
+    """What a handler builds once per container (cold start): settings, clients, the service.
+
+    Detect and Embed never build the service (policy, audit, the repositories and their imports: a
+    third of a cold start, ``make bench-coldstart``): Detect needs S3 and the model, Embed the probe's
+    short-lived template store (:attr:`transient`). Every other function builds it at cold start."""
 
     settings: Settings
-    service: FaceService
     s3: Any
     idempotency: BasePersistenceLayer | None = None
     uploads: UploadProofs | None = None
     """Verifies the API's proof of who uploaded a probe (``FACEGATE_UPLOAD_PROOF_KEY_ID``)."""
+    built_service: FaceService | None = None
+
+    @property
+    def service(self) -> FaceService:
+        if self.built_service is None:
+            from facegate.service import FaceService
+
+            self.built_service = FaceService()
+        return self.built_service
+
+    @property
+    def transient(self) -> TransientTemplates:
+        """The probe templates' store, without the rest of the service where it is not built."""
+        if self.built_service is not None:
+            return self.built_service.transient
+        from facegate.store.transient import TransientTemplates
+
+        return TransientTemplates()
+
+    def now(self) -> datetime:
+        if self.built_service is not None:
+            return self.built_service.clock()
+        from datetime import UTC, datetime
+
+        return datetime.now(UTC)
 
     @classmethod
-    def from_env(cls) -> Runtime:
+    def from_env(cls, *, service: bool = True) -> Runtime:
+        """``service=False``: the service is built only if a request needs it (Detect and Embed)."""
         settings = Settings.from_env()
         configure(settings)
         s3 = boto3.client("s3", region_name=settings.region)
@@ -94,7 +124,10 @@ class Runtime:
             persistence = DynamoDBPersistenceLayer(table_name=table)
         proof_key = os.environ.get("FACEGATE_UPLOAD_PROOF_KEY_ID")
         uploads = UploadProofs(boto3.client("kms", region_name=settings.region), proof_key) if proof_key else None
-        return cls(settings=settings, service=FaceService(), s3=s3, idempotency=persistence, uploads=uploads)
+        runtime = cls(settings=settings, s3=s3, idempotency=persistence, uploads=uploads)
+        if service:
+            runtime.service  # noqa: B018 - built at cold start, not on the first request
+        return runtime
 
     # --- images in S3 ------------------------------------------------------------------------------
 
@@ -197,6 +230,8 @@ def _enrolment_face_count(req: WorkflowRequest, raw: Any) -> int:
 
 
 def _decide(rt: Runtime, req: WorkflowRequest, **facts: Any) -> Decision:
+    from facegate.policy import Decision, Operation
+
     bulk = req.operation == "bulk_enrol"
     try:
         with tenant_scope(req.tenant_id):
@@ -389,7 +424,7 @@ def embed(event: dict[str, Any], rt: Runtime, context: Any = None) -> dict[str, 
     refs = [transient] + [face_ref(req.request_id, i) for i in range(1, len(embeddings))]
     with tenant_scope(req.tenant_id):  # the templates stay under the tenant's key, out of the state
         for key, embedding in zip(refs, embeddings, strict=True):
-            rt.service.transient.put(req.ctx, key, embedding, rt.service.clock())
+            rt.transient.put(req.ctx, key, embedding, rt.now())
     faces = (
         tuple(FaceRef(ref=key, box=face.box) for key, face in zip(refs, searched, strict=True)) if len(refs) > 1 else ()
     )
@@ -401,6 +436,9 @@ def _faces_searched(rt: Runtime, req: WorkflowRequest, raw: Any, detection: Dete
     a photo (photo organisation), decided on those faces; else the subject alone."""
     if req.operation != "search" or not isinstance(raw, dict) or detection.face_count <= 1:
         return 1
+    from facegate.policy import Decision
+    from facegate.policy.gate import FACES_STAGE
+
     decision = Decision.from_dict(raw)
     spec = rt.service.gate.catalog.use_cases.get(decision.use_case)
     if not decision.allowed or decision.stage != FACES_STAGE or spec is None:
@@ -412,6 +450,9 @@ def _faces_searched(rt: Runtime, req: WorkflowRequest, raw: Any, detection: Dete
 
 
 def _allowed_decision(event: dict[str, Any]) -> tuple[WorkflowRequest, Decision]:
+    from facegate.policy import Decision
+    from facegate.policy.gate import FACES_STAGE
+
     req = WorkflowRequest.parse(event.get("request"))
     decision = Decision.from_dict(event.get("decision") or {})
     if not decision.allowed or decision.operation != req.operation or decision.stage != FACES_STAGE:
@@ -512,6 +553,8 @@ def store_template(event: dict[str, Any], rt: Runtime, context: Any = None) -> d
     ``PhotosDisagreeError``, recorded as a refusal), and their templates are fused into one, stored
     with its reference count; each photo's short-lived item goes in the same transaction. ``probe``
     (one reference under the request id) is the shape before several photos."""
+    from facegate.service.enrolment import check_same_person
+
     req, decision = _allowed_decision(event)
     subject_id, consent_id = req.subject_id, req.consent_id
     if subject_id is None or consent_id is None:  # the request model requires both for enrol
