@@ -8,43 +8,25 @@ with the same gallery id; a cache too small for the gallery.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
+from _galleries import START, Clock, approve_prisons, count_template_reads, enrol, found, padded_faces
 
 from facegate.match import Gallery, GalleryTemplate
 from facegate.service import FaceService
 from facegate.service.gallery_cache import CachedGallery, GalleryCache
-from facegate.store.repositories import Templates
 from facegate.tenancy import TenantContext
-from facegate.vision import FaceAnalysis, FacePipeline, decode_image
-from facegate.vision.decode import cv2
+from facegate.vision import FaceAnalysis, FacePipeline
 
-START = (datetime.now(UTC) + timedelta(minutes=30)).replace(second=0, microsecond=0)
 PRISON = TenantContext(tenant_id="hmp-cache", actor="officer")
 OTHER = TenantContext(tenant_id="hmp-cache-two", actor="officer")
-OPERATOR = "operator@facegate"
-
-
-@dataclass
-class Clock:
-    now: datetime = START
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture(scope="module")
 def faces(pipeline: FacePipeline, johns: dict[str, list[Path]]) -> dict[str, list[FaceAnalysis]]:
-    def padded(p: Path) -> FaceAnalysis:
-        image = cv2.copyMakeBorder(decode_image(p.read_bytes()), 75, 75, 75, 75, cv2.BORDER_CONSTANT)
-        return pipeline.analyse_image(np.asarray(image))
-
-    return {n: [padded(p) for p in johns[n][:3]] for n in sorted(johns)[:3]}
+    return padded_faces(pipeline, johns)
 
 
 @pytest.fixture
@@ -54,54 +36,23 @@ def clock() -> Clock:
 
 @pytest.fixture
 def service(dynamo: str, clock: Clock) -> FaceService:
-    svc = FaceService(clock=clock)
-    for ctx in (PRISON, OTHER):
-        svc.registry.register(ctx.tenant_id, name=ctx.tenant_id, sector="corrections", country="GB", jurisdiction="GB")
-        svc.approve_use_case(OPERATOR, ctx.tenant_id, use_case="access_control", deployment="closed_facility",
-                             expires_at=START + timedelta(days=365))  # fmt: skip
-    return svc
-
-
-def _enrol(service: FaceService, ctx: TenantContext, faces: dict[str, list[FaceAnalysis]], days: int = 200,
-           gallery: str = "residents") -> dict[str, str]:  # fmt: skip
-    if service.galleries.find(ctx, gallery) is None:
-        service.create_gallery(ctx, gallery, name=gallery, use_case="access_control")
-    consents = {}
-    for name, analyses in faces.items():
-        consent = service.record_consent(ctx, subject_id=name, purpose="access_control", evidence=b"signed",
-                                         expires_at=START + timedelta(days=days))  # fmt: skip
-        service.enrol(ctx, gallery, subject_id=name, consent_id=consent.consent_id, analysis=analyses[0])
-        consents[name] = consent.consent_id
-    return consents
-
-
-def _found(service: FaceService, ctx: TenantContext, probe: FaceAnalysis, gallery: str = "residents") -> list[str]:
-    result: Any = service.search(ctx, gallery, analysis=probe, top_k=5, purpose="entry").result
-    return [c.subject_id for c in result.candidates]
+    return approve_prisons(FaceService(clock=clock), PRISON, OTHER)
 
 
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every read of a gallery's templates (what a warm search must not do)."""
-    seen: list[str] = []
-    real = Templates.in_gallery
-
-    def counted(self: Templates, ctx: TenantContext, gallery_id: str, **kw: Any) -> Any:
-        seen.append(gallery_id)
-        return real(self, ctx, gallery_id, **kw)
-
-    monkeypatch.setattr(Templates, "in_gallery", counted)
-    return seen
+    return count_template_reads(monkeypatch)
 
 
 def test_a_warm_search_reads_only_the_gallery_row(
     service: FaceService, faces: dict[str, list[FaceAnalysis]], reads: list[str]
 ) -> None:
     a = sorted(faces)[0]
-    _enrol(service, PRISON, faces)
-    assert _found(service, PRISON, faces[a][1])[:1] == [a]
-    assert _found(service, PRISON, faces[a][2])[:1] == [a]
-    assert _found(service, PRISON, faces[a][1])[:1] == [a]
+    enrol(service, PRISON, faces)
+    assert found(service, PRISON, faces[a][1])[:1] == [a]
+    assert found(service, PRISON, faces[a][2])[:1] == [a]
+    assert found(service, PRISON, faces[a][1])[:1] == [a]
     assert reads == ["residents"]  # built once, then warm
     assert service.gallery_cache.hits == 2
 
@@ -110,11 +61,11 @@ def test_a_warm_cache_never_returns_an_erased_subject(
     service: FaceService, faces: dict[str, list[FaceAnalysis]], reads: list[str]
 ) -> None:
     a = sorted(faces)[0]
-    _enrol(service, PRISON, faces)
-    assert _found(service, PRISON, faces[a][1])[:1] == [a]  # warm, with the subject in it
+    enrol(service, PRISON, faces)
+    assert found(service, PRISON, faces[a][1])[:1] == [a]  # warm, with the subject in it
     service.erase_subject(PRISON, a)
-    assert a not in _found(service, PRISON, faces[a][1])
-    assert a not in _found(service, PRISON, faces[a][2])
+    assert a not in found(service, PRISON, faces[a][1])
+    assert a not in found(service, PRISON, faces[a][2])
     assert len(reads) == 2  # the erasure raised the version: rebuilt once
 
 
@@ -122,10 +73,10 @@ def test_a_withdrawn_consent_leaves_the_warm_cache_at_once(
     service: FaceService, faces: dict[str, list[FaceAnalysis]]
 ) -> None:
     a = sorted(faces)[1]
-    consents = _enrol(service, PRISON, faces)
-    assert _found(service, PRISON, faces[a][1])[:1] == [a]
+    consents = enrol(service, PRISON, faces)
+    assert found(service, PRISON, faces[a][1])[:1] == [a]
     service.revoke_consent(PRISON, a, consents[a])
-    assert a not in _found(service, PRISON, faces[a][1])
+    assert a not in found(service, PRISON, faces[a][1])
 
 
 def test_a_planted_copy_of_an_old_version_is_never_used(
@@ -134,42 +85,42 @@ def test_a_planted_copy_of_an_old_version_is_never_used(
     """Even if a copy of the version before an erasure were still in the cache (a bug, a race), a search
     after the erasure reads the new version and cannot reach it."""
     a = sorted(faces)[0]
-    _enrol(service, PRISON, faces)
+    enrol(service, PRISON, faces)
     before = service.galleries.get(PRISON, "residents").version
-    assert _found(service, PRISON, faces[a][1])[:1] == [a]
+    assert found(service, PRISON, faces[a][1])[:1] == [a]
     stale = Gallery([GalleryTemplate("planted", a, faces[a][1].subject_embedding)])
     service.erase_subject(PRISON, a)
     service.gallery_cache._entries[(PRISON.tenant_id, "residents", before)] = CachedGallery(stale, None, 1)
     assert service.galleries.get(PRISON, "residents").version > before
-    assert a not in _found(service, PRISON, faces[a][1])
+    assert a not in found(service, PRISON, faces[a][1])
 
 
 def test_an_enrolment_is_seen_by_the_next_search(service: FaceService, faces: dict[str, list[FaceAnalysis]]) -> None:
     names = sorted(faces)
-    _enrol(service, PRISON, {n: faces[n] for n in names[:2]})
-    assert names[2] not in _found(service, PRISON, faces[names[2]][1])
-    _enrol(service, PRISON, {names[2]: faces[names[2]]})
-    assert _found(service, PRISON, faces[names[2]][1])[:1] == [names[2]]
+    enrol(service, PRISON, {n: faces[n] for n in names[:2]})
+    assert names[2] not in found(service, PRISON, faces[names[2]][1])
+    enrol(service, PRISON, {names[2]: faces[names[2]]})
+    assert found(service, PRISON, faces[names[2]][1])[:1] == [names[2]]
 
 
 def test_a_template_that_expires_leaves_the_warm_cache_without_any_write(
     service: FaceService, faces: dict[str, list[FaceAnalysis]], clock: Clock
 ) -> None:
     a = sorted(faces)[0]
-    _enrol(service, PRISON, faces, days=2)  # each consent (so each template) ends in two days
-    assert _found(service, PRISON, faces[a][1])[:1] == [a]
+    enrol(service, PRISON, faces, days=2)  # each consent (so each template) ends in two days
+    assert found(service, PRISON, faces[a][1])[:1] == [a]
     clock.now = START + timedelta(days=3)
-    assert _found(service, PRISON, faces[a][1]) == []
+    assert found(service, PRISON, faces[a][1]) == []
 
 
 def test_no_two_tenants_share_an_entry(service: FaceService, faces: dict[str, list[FaceAnalysis]]) -> None:
     names = sorted(faces)
-    _enrol(service, PRISON, {names[0]: faces[names[0]]})
-    _enrol(service, OTHER, {names[1]: faces[names[1]]})  # the same gallery id, another tenant
-    assert _found(service, PRISON, faces[names[0]][1])[:1] == [names[0]]
-    assert names[0] not in _found(service, OTHER, faces[names[0]][1])
-    assert _found(service, OTHER, faces[names[1]][1])[:1] == [names[1]]
-    assert names[1] not in _found(service, PRISON, faces[names[1]][1])
+    enrol(service, PRISON, {names[0]: faces[names[0]]})
+    enrol(service, OTHER, {names[1]: faces[names[1]]})  # the same gallery id, another tenant
+    assert found(service, PRISON, faces[names[0]][1])[:1] == [names[0]]
+    assert names[0] not in found(service, OTHER, faces[names[0]][1])
+    assert found(service, OTHER, faces[names[1]][1])[:1] == [names[1]]
+    assert names[1] not in found(service, PRISON, faces[names[1]][1])
     assert {k[0] for k in service.gallery_cache.cached()} == {PRISON.tenant_id, OTHER.tenant_id}
 
 
@@ -177,9 +128,9 @@ def test_the_cache_is_bounded_and_still_answers_when_a_gallery_does_not_fit(
     service: FaceService, faces: dict[str, list[FaceAnalysis]], reads: list[str]
 ) -> None:
     a = sorted(faces)[0]
-    _enrol(service, PRISON, faces)
+    enrol(service, PRISON, faces)
     service.gallery_cache = GalleryCache(max_bytes=100)  # smaller than any gallery
-    assert _found(service, PRISON, faces[a][1])[:1] == [a]
-    assert _found(service, PRISON, faces[a][1])[:1] == [a]
+    assert found(service, PRISON, faces[a][1])[:1] == [a]
+    assert found(service, PRISON, faces[a][1])[:1] == [a]
     assert service.gallery_cache.cached() == []
     assert len(reads) == 2  # not cached: read each time, answered each time

@@ -12,14 +12,13 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
-import numpy as np
 import pytest
+from _galleries import START, Clock, approve_prisons, count_template_reads, enrol, found, padded_faces
 from moto import mock_aws
 
 from facegate.service import FaceService
@@ -29,31 +28,16 @@ from facegate.store.repositories import Templates
 from facegate.store.scope import tenant_client, tenant_scope
 from facegate.store.snapshots import GallerySnapshots, Snapshot, snapshot_key, snapshot_prefix
 from facegate.tenancy import TenantContext
-from facegate.vision import FaceAnalysis, FacePipeline, decode_image
-from facegate.vision.decode import cv2
+from facegate.vision import FaceAnalysis, FacePipeline
 
-START = (datetime.now(UTC) + timedelta(minutes=30)).replace(second=0, microsecond=0)
 PRISON = TenantContext(tenant_id="hmp-snap", actor="officer")
 OTHER = TenantContext(tenant_id="hmp-snap-two", actor="officer")
-OPERATOR = "operator@facegate"
 BUCKET = "facegate-snapshots-test"
-
-
-@dataclass
-class Clock:
-    now: datetime = START
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture(scope="module")
 def faces(pipeline: FacePipeline, johns: dict[str, list[Path]]) -> dict[str, list[FaceAnalysis]]:
-    def padded(p: Path) -> FaceAnalysis:
-        image = cv2.copyMakeBorder(decode_image(p.read_bytes()), 75, 75, 75, 75, cv2.BORDER_CONSTANT)
-        return pipeline.analyse_image(np.asarray(image))
-
-    return {n: [padded(p) for p in johns[n][:3]] for n in sorted(johns)[:3]}
+    return padded_faces(pipeline, johns)
 
 
 @pytest.fixture
@@ -78,44 +62,13 @@ def _service(clock: Clock) -> FaceService:
 
 @pytest.fixture
 def service(s3: Any, clock: Clock) -> FaceService:
-    svc = _service(clock)
-    for ctx in (PRISON, OTHER):
-        svc.registry.register(ctx.tenant_id, name=ctx.tenant_id, sector="corrections", country="GB", jurisdiction="GB")
-        svc.approve_use_case(OPERATOR, ctx.tenant_id, use_case="access_control", deployment="closed_facility",
-                             expires_at=START + timedelta(days=365))  # fmt: skip
-    return svc
+    return approve_prisons(_service(clock), PRISON, OTHER)
 
 
 @pytest.fixture
 def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every read of a gallery's templates from the table (what a snapshot spares a cold container)."""
-    seen: list[str] = []
-    real = Templates.in_gallery
-
-    def counted(self: Templates, ctx: TenantContext, gallery_id: str, **kw: Any) -> Any:
-        seen.append(gallery_id)
-        return real(self, ctx, gallery_id, **kw)
-
-    monkeypatch.setattr(Templates, "in_gallery", counted)
-    return seen
-
-
-def _enrol(service: FaceService, ctx: TenantContext, faces: dict[str, list[FaceAnalysis]], days: int = 200,
-           gallery: str = "residents") -> dict[str, str]:  # fmt: skip
-    if service.galleries.find(ctx, gallery) is None:
-        service.create_gallery(ctx, gallery, name=gallery, use_case="access_control")
-    consents = {}
-    for name, analyses in faces.items():
-        consent = service.record_consent(ctx, subject_id=name, purpose="access_control", evidence=b"signed",
-                                         expires_at=START + timedelta(days=days))  # fmt: skip
-        service.enrol(ctx, gallery, subject_id=name, consent_id=consent.consent_id, analysis=analyses[0])
-        consents[name] = consent.consent_id
-    return consents
-
-
-def _found(service: FaceService, ctx: TenantContext, probe: FaceAnalysis, gallery: str = "residents") -> list[str]:
-    result: Any = service.search(ctx, gallery, analysis=probe, top_k=5, purpose="entry").result
-    return [c.subject_id for c in result.candidates]
+    return count_template_reads(monkeypatch)
 
 
 def _scores(service: FaceService, ctx: TenantContext, probe: FaceAnalysis) -> list[tuple[str, float]]:
@@ -143,7 +96,7 @@ def test_a_cold_container_loads_the_snapshot_and_reads_no_template(
     service: FaceService, faces: dict[str, list[FaceAnalysis]], reads: list[str], clock: Clock, s3: Any
 ) -> None:
     a = sorted(faces)[0]
-    _enrol(service, PRISON, faces)
+    enrol(service, PRISON, faces)
     warm = _scores(service, PRISON, faces[a][1])
     assert warm[0][0] == a
     assert reads == ["residents"]
@@ -163,8 +116,8 @@ def test_a_cold_container_loads_the_snapshot_and_reads_no_template(
 def test_the_snapshot_is_encrypted_with_kms_under_the_tenants_prefix(
     service: FaceService, faces: dict[str, list[FaceAnalysis]], s3: Any
 ) -> None:
-    _enrol(service, PRISON, faces)
-    _found(service, PRISON, faces[sorted(faces)[0]][1])
+    enrol(service, PRISON, faces)
+    found(service, PRISON, faces[sorted(faces)[0]][1])
     (only,) = _objects(s3)
     assert only["Key"].startswith(f"tenants/{PRISON.tenant_id}/snapshots/residents/")
     head = s3.head_object(Bucket=BUCKET, Key=only["Key"])
@@ -175,8 +128,8 @@ def test_a_cold_container_after_an_erasure_never_returns_the_erased_subject(
     service: FaceService, faces: dict[str, list[FaceAnalysis]], clock: Clock, s3: Any
 ) -> None:
     a = sorted(faces)[0]
-    _enrol(service, PRISON, faces)
-    assert _found(service, PRISON, faces[a][1])[:1] == [a]  # warm, and a snapshot holding the subject
+    enrol(service, PRISON, faces)
+    assert found(service, PRISON, faces[a][1])[:1] == [a]  # warm, and a snapshot holding the subject
     assert a in _subjects_in_stored_snapshots(s3)
     receipt = service.erase_subject(PRISON, a)
     assert not [r for r in receipt.remaining if "snapshot" in r["what"]]
@@ -184,8 +137,8 @@ def test_a_cold_container_after_an_erasure_never_returns_the_erased_subject(
     assert service.galleries.get(PRISON, "residents").snapshot is None
 
     for svc in (service, _service(clock)):  # the warm container and a cold one
-        assert a not in _found(svc, PRISON, faces[a][1])
-        assert a not in _found(svc, PRISON, faces[a][2])
+        assert a not in found(svc, PRISON, faces[a][1])
+        assert a not in found(svc, PRISON, faces[a][2])
     assert a not in _subjects_in_stored_snapshots(s3)  # the new version's snapshot does not hold them
 
 
@@ -193,12 +146,12 @@ def test_a_cold_container_after_a_withdrawal_never_returns_the_subject(
     service: FaceService, faces: dict[str, list[FaceAnalysis]], clock: Clock, s3: Any
 ) -> None:
     b = sorted(faces)[1]
-    consents = _enrol(service, PRISON, faces)
-    assert _found(service, PRISON, faces[b][1])[:1] == [b]
+    consents = enrol(service, PRISON, faces)
+    assert found(service, PRISON, faces[b][1])[:1] == [b]
     service.revoke_consent(PRISON, b, consents[b])
     assert b not in _subjects_in_stored_snapshots(s3)
-    assert b not in _found(_service(clock), PRISON, faces[b][1])
-    assert b not in _found(service, PRISON, faces[b][1])
+    assert b not in found(_service(clock), PRISON, faces[b][1])
+    assert b not in found(service, PRISON, faces[b][1])
 
 
 def test_an_old_versions_snapshot_is_never_loaded_even_if_its_record_and_object_survive(
@@ -207,8 +160,8 @@ def test_an_old_versions_snapshot_is_never_loaded_even_if_its_record_and_object_
     """Were the purge to fail and the old record be written back (a bug, a restore), the row's version
     has moved on, so the old snapshot is not the current one and is never read."""
     a = sorted(faces)[0]
-    _enrol(service, PRISON, faces)
-    _found(service, PRISON, faces[a][1])
+    enrol(service, PRISON, faces)
+    found(service, PRISON, faces[a][1])
     old = service.galleries.get(PRISON, "residents").snapshot
     body = s3.get_object(Bucket=BUCKET, Key=snapshot_key(PRISON.tenant_id, "residents", old["version"]))["Body"]
     kept = body.read()
@@ -218,7 +171,7 @@ def test_an_old_versions_snapshot_is_never_loaded_even_if_its_record_and_object_
         actions=[GalleryRecord.snapshot.set({**old, "object_version": put["VersionId"]})]
     )
     cold = _service(clock)
-    assert a not in _found(cold, PRISON, faces[a][1])
+    assert a not in found(cold, PRISON, faces[a][1])
     assert cold.snapshots.loads == 0
 
 
@@ -228,8 +181,8 @@ def test_an_object_planted_at_the_snapshots_key_is_not_used(
     """Someone who could write the key (it is not the tenant's uploaders: IAM refuses them) still cannot
     make a search return their template: the recorded object version and digest are what is loaded."""
     names = sorted(faces)
-    _enrol(service, PRISON, {n: faces[n] for n in names[:2]})
-    _found(service, PRISON, faces[names[0]][1])
+    enrol(service, PRISON, {n: faces[n] for n in names[:2]})
+    found(service, PRISON, faces[names[0]][1])
     row = service.galleries.get(PRISON, "residents")
     key = snapshot_key(PRISON.tenant_id, "residents", row.version)
     recorded = Snapshot.from_bytes(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
@@ -241,14 +194,14 @@ def test_an_object_planted_at_the_snapshots_key_is_not_used(
     s3.put_object(Bucket=BUCKET, Key=key, Body=forged.to_bytes())  # a newer version of the same key
 
     cold = _service(clock)
-    assert names[2] not in _found(cold, PRISON, faces[names[2]][1])
+    assert names[2] not in found(cold, PRISON, faces[names[2]][1])
     assert cold.snapshots.loads == 1  # the recorded version, not the planted one
 
     GalleryRecord(PRISON.tenant_id, "residents").update(  # the record points at the planted object too
         actions=[GalleryRecord.snapshot.set({**row.snapshot, "object_version": None})]
     )
     colder = _service(clock)
-    assert names[2] not in _found(colder, PRISON, faces[names[2]][1])
+    assert names[2] not in found(colder, PRISON, faces[names[2]][1])
     assert colder.snapshots.loads == 0
     assert reads[-1] == "residents"
 
@@ -257,12 +210,12 @@ def test_a_missing_or_unreadable_snapshot_falls_back_to_the_table(
     service: FaceService, faces: dict[str, list[FaceAnalysis]], clock: Clock, s3: Any, reads: list[str]
 ) -> None:
     a = sorted(faces)[0]
-    _enrol(service, PRISON, faces)
-    _found(service, PRISON, faces[a][1])
+    enrol(service, PRISON, faces)
+    found(service, PRISON, faces[a][1])
     for version in _objects(s3):
         s3.delete_object(Bucket=BUCKET, Key=version["Key"], VersionId=version["VersionId"])
     cold = _service(clock)
-    assert _found(cold, PRISON, faces[a][1])[:1] == [a]
+    assert found(cold, PRISON, faces[a][1])[:1] == [a]
     assert cold.snapshots.loads == 0
     assert len(reads) == 2
     assert cold.snapshots.writes == 1  # and it wrote the version's snapshot again
@@ -272,13 +225,13 @@ def test_a_snapshot_stops_at_its_earliest_expiry(
     service: FaceService, faces: dict[str, list[FaceAnalysis]], clock: Clock, s3: Any
 ) -> None:
     names = sorted(faces)
-    _enrol(service, PRISON, {names[0]: faces[names[0]]}, days=2)
-    _enrol(service, PRISON, {n: faces[n] for n in names[1:]}, days=200)
-    _found(service, PRISON, faces[names[0]][1])
+    enrol(service, PRISON, {names[0]: faces[names[0]]}, days=2)
+    enrol(service, PRISON, {n: faces[n] for n in names[1:]}, days=200)
+    found(service, PRISON, faces[names[0]][1])
     clock.now = START + timedelta(days=3)
     cold = _service(clock)
-    assert names[0] not in _found(cold, PRISON, faces[names[0]][1])
-    assert _found(cold, PRISON, faces[names[1]][1])[:1] == [names[1]]
+    assert names[0] not in found(cold, PRISON, faces[names[0]][1])
+    assert found(cold, PRISON, faces[names[1]][1])[:1] == [names[1]]
     assert cold.snapshots.loads == 0
 
 
@@ -288,7 +241,7 @@ def test_a_snapshot_whose_gallery_changed_meanwhile_is_deleted_not_recorded(
     """An enrolment lands between the search's table read and the snapshot's record: the snapshot (of the
     older version) is not recorded, and its object is deleted."""
     names = sorted(faces)
-    _enrol(service, PRISON, {names[0]: faces[names[0]]})
+    enrol(service, PRISON, {names[0]: faces[names[0]]})
     real = Templates.in_gallery
     raced: list[bool] = []
 
@@ -296,11 +249,11 @@ def test_a_snapshot_whose_gallery_changed_meanwhile_is_deleted_not_recorded(
         live = real(self, ctx, gallery_id, **kw)
         if not raced:
             raced.append(True)
-            _enrol(service, PRISON, {names[1]: faces[names[1]]})
+            enrol(service, PRISON, {names[1]: faces[names[1]]})
         return live
 
     monkeypatch.setattr(Templates, "in_gallery", then_enrol)
-    _found(service, PRISON, faces[names[0]][1])
+    found(service, PRISON, faces[names[0]][1])
     assert raced
     assert service.snapshots.writes == 0
     assert service.galleries.get(PRISON, "residents").snapshot is None
@@ -314,13 +267,13 @@ def test_concurrent_searches_and_an_erasure_leave_no_snapshot_holding_the_subjec
     """Cold searches race an erasure (on DynamoDB Local this is real concurrency): whatever the order, no
     recorded snapshot holds the erased subject, and no later search returns them."""
     a = sorted(faces)[0]
-    _enrol(service, PRISON, faces)
+    enrol(service, PRISON, faces)
     errors: list[BaseException] = []
 
     def search() -> None:
         try:
             for _ in range(3):
-                _found(_service(clock), PRISON, faces[sorted(faces)[1]][1])
+                found(_service(clock), PRISON, faces[sorted(faces)[1]][1])
         except BaseException as exc:
             errors.append(exc)
 
@@ -335,7 +288,7 @@ def test_concurrent_searches_and_an_erasure_leave_no_snapshot_holding_the_subjec
     if row.snapshot is not None:
         assert row.snapshot["version"] == row.version
     for svc in (service, _service(clock)):
-        assert a not in _found(svc, PRISON, faces[a][1])
+        assert a not in found(svc, PRISON, faces[a][1])
     loaded = _service(clock).snapshots.load(PRISON, service.galleries.get(PRISON, "residents"), clock.now)
     assert loaded is None or a not in {t.subject_id for t in loaded.templates}
 
@@ -344,13 +297,13 @@ def test_two_tenants_with_one_gallery_id_never_read_each_others_snapshot(
     service: FaceService, faces: dict[str, list[FaceAnalysis]], clock: Clock, s3: Any
 ) -> None:
     names = sorted(faces)
-    _enrol(service, PRISON, {names[0]: faces[names[0]]})
-    _enrol(service, OTHER, {names[1]: faces[names[1]]})
-    _found(service, PRISON, faces[names[0]][1])
-    _found(service, OTHER, faces[names[1]][1])
+    enrol(service, PRISON, {names[0]: faces[names[0]]})
+    enrol(service, OTHER, {names[1]: faces[names[1]]})
+    found(service, PRISON, faces[names[0]][1])
+    found(service, OTHER, faces[names[1]][1])
     cold = _service(clock)
-    assert names[0] not in _found(cold, OTHER, faces[names[0]][1])
-    assert names[1] not in _found(cold, PRISON, faces[names[1]][1])
+    assert names[0] not in found(cold, OTHER, faces[names[0]][1])
+    assert names[1] not in found(cold, PRISON, faces[names[1]][1])
     assert _objects(s3, OTHER)[0]["Key"].startswith(f"tenants/{OTHER.tenant_id}/")
 
 

@@ -454,17 +454,22 @@ ONLY_THE_WRITER_PUTS_UNDER_TENANTS = {
 }
 
 
+def _signed_client(service: str, creds: dict[str, Any]) -> Any:
+    """A client of ``service`` signing with an AssumeRole answer's credentials."""
+    return boto3.client(
+        service,
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
+
+
 def _signed_as(role_arn: str, **tags: str) -> Any:
     """An S3 client signing with a session of ``role_arn`` (an AssumeRole by this process's credentials)."""
     creds = boto3.client("sts").assume_role(
         RoleArn=role_arn, RoleSessionName="gaps", Tags=[{"Key": k, "Value": v} for k, v in tags.items()]
     )["Credentials"]
-    return boto3.client(
-        "s3",
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-    )
+    return _signed_client("s3", creds)
 
 
 def _refusal(call: Callable[[], Any]) -> dict[str, Any]:
@@ -552,12 +557,7 @@ def test_adapter_evaluates_a_stack_roles_policy_for_its_puts(local: Adapter) -> 
 
 
 def _s3_as(creds: dict[str, Any]) -> Any:
-    return boto3.client(
-        "s3",
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-    )
+    return _signed_client("s3", creds)
 
 
 def test_adapter_keeps_each_tenants_gallery_snapshots_to_its_own_session(local: Adapter) -> None:
@@ -694,12 +694,7 @@ def _tenant_session(stack: Stack, tenant: str) -> dict[str, Any]:
 
 
 def _dynamodb(creds: dict[str, Any]) -> Any:
-    return boto3.client(
-        "dynamodb",
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-    )
+    return _signed_client("dynamodb", creds)
 
 
 def test_plain_moto_sts_keeps_no_session_tags_and_ignores_the_trust_policy(plain: None) -> None:
