@@ -70,15 +70,16 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _environment(endpoint: str, prefix: str) -> dict[str, str]:
-    """The template's Globals for every function, with the local stand-ins (no tenant role: this
-    process's own credentials, which moto accepts)."""
+def child_environment(function: str, prefix: str, endpoint: str | None = None) -> dict[str, str]:
+    """The function's own variables and the template's Globals, with the local stand-ins (no tenant role:
+    this process's own credentials, which moto accepts); ``endpoint``: where AWS is (moto's server)."""
     passed = ("PATH", "HOME", "LANG", "FACEGATE_MODEL_DIR", "XDG_CACHE_HOME")
     keep = {k: v for k, v in os.environ.items() if k in passed}
     return {
+        **function_environment(function),
         **keep,
+        **({"AWS_ENDPOINT_URL": endpoint} if endpoint else {}),
         "PYTHONPATH": str(ROOT / "layers" / "core"),
-        "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": REGION,
@@ -90,7 +91,7 @@ def _environment(endpoint: str, prefix: str) -> dict[str, str]:
         "POWERTOOLS_LOG_LEVEL": "WARNING",
         "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
         "POWERTOOLS_TRACER_CAPTURE_ERROR": "false",
-        "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here; the SDK is still imported
+        "POWERTOOLS_TRACE_DISABLED": "true",  # no X-Ray daemon here
         "FACEGATE_API_BUCKET": BUCKET,
     }
 
@@ -141,10 +142,10 @@ def _seed(endpoint: str, prefix: str, image: Path) -> dict[str, dict[str, Any]]:
 
 
 def _child(name: str, env: dict[str, str], event: dict[str, Any] | None) -> dict[str, Any]:
+    """One cold start of ``name``; ``env`` is :func:`child_environment`'s for it."""
     argv = [sys.executable, "-c", CHILD, str(ROOT / "functions" / name)]
     if event is not None:
         argv.append(json.dumps(event))
-    env = {**function_environment(name), **env}
     done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{name}'s cold start failed:\n{done.stderr[-4000:]}")
@@ -165,7 +166,7 @@ def measure(runs: int, image: Path) -> dict[str, dict[str, float]]:
         endpoint = f"http://127.0.0.1:{port}"
         prefix = f"cold{uuid.uuid4().hex[:8]}"
         events = _seed(endpoint, prefix, image)
-        env = _environment(endpoint, prefix)
+        env = {name: child_environment(name, prefix, endpoint) for name in FUNCTIONS}
         collected: dict[str, list[dict[str, Any]]] = {name: [] for name in FUNCTIONS}
         for run in range(runs):
             for name in FUNCTIONS if run % 2 == 0 else tuple(reversed(FUNCTIONS)):
@@ -173,9 +174,9 @@ def measure(runs: int, image: Path) -> dict[str, dict[str, float]]:
                 if name == "detect":
                     event = events["detect"]
                 elif name == "embed":
-                    detection = _child("detect", env, events["detect"])["answer"]
+                    detection = _child("detect", env["detect"], events["detect"])["answer"]
                     event = {**events["detect"], "detection": detection}
-                collected[name].append(_child(name, env, event))
+                collected[name].append(_child(name, env[name], event))
         return {
             name: {
                 key: float(statistics.median(r[key] for r in results))

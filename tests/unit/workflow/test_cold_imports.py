@@ -10,7 +10,6 @@ and in maintenance mode); Lambda's active tracing records the invocation without
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Final
 
 import pytest
 
-from benchmarks.coldstart import FUNCTIONS, function_environment
+from benchmarks.coldstart import FUNCTIONS, child_environment
 
 ROOT: Final = Path(__file__).resolve().parents[3]
 NEVER_ANYWHERE: Final = ("aws_xray_sdk",)
@@ -39,21 +38,7 @@ print(json.dumps(sorted(sys.modules)))
 
 
 def _modules(function: str) -> set[str]:
-    env = {
-        **{
-            k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "FACEGATE_MODEL_DIR", "XDG_CACHE_HOME")
-        },
-        **function_environment(function),
-        "PYTHONPATH": str(ROOT / "layers" / "core"),
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "FACEGATE_TABLE_PREFIX": "cold-imports",
-        "FACEGATE_TENANT_SESSIONS": "process-credentials",
-        "POWERTOOLS_SERVICE_NAME": "facegate",
-        "POWERTOOLS_METRICS_NAMESPACE": "facegate",
-    }
+    env = child_environment(function, "cold-imports")
     done = subprocess.run(
         [sys.executable, "-c", PROBE, str(ROOT / "functions" / function)],
         capture_output=True,
