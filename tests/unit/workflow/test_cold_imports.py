@@ -66,3 +66,34 @@ def test_the_vision_functions_import_neither_the_policy_nor_the_service(function
     modules = _modules(function)
     assert _imported(modules, NOT_IN_VISION) == []
     assert "onnxruntime" in modules  # and the model session is built at import, as before
+
+
+def test_detect_imports_neither_boto3_nor_the_table_models() -> None:
+    """Detect reads one S3 object with a botocore client: boto3 (s3transfer, the resource layer) and
+    pynamodb (the table models) are another 60-150 ms of its cold start and nothing it uses."""
+    modules = _modules("detect")
+    assert _imported(modules, ("boto3", "pynamodb", "facegate.store.models", "facegate.store.transient")) == []
+    assert "botocore.client" in modules
+
+
+def test_a_model_session_hands_freed_memory_back() -> None:
+    """Building a session frees a copy of the weights: glibc keeps it unless its thresholds are fixed
+    (SFace's peak 151 -> 128 MiB, ``make bench-coldstart``). The setting holds for the process."""
+    probe = """
+import ctypes, sys
+sys.path.insert(0, sys.argv[1])
+import app
+from facegate.vision.runtime import release_freed_memory_promptly
+print(release_freed_memory_promptly.cache_info().currsize, release_freed_memory_promptly())
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(ROOT / "functions" / "embed")],
+        capture_output=True,
+        text=True,
+        env=child_environment("embed", "cold-imports"),
+        cwd=ROOT,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["1", "True"]  # applied once, at the session's build, and accepted

@@ -29,7 +29,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from facegate.settings import TENANT_ROLE_VARIABLE, TenantSessions
-from facegate.store.models import ALL_MODELS
 from facegate.tenancy import check_tenant_id
 
 ROLE_VARIABLE: Final = TENANT_ROLE_VARIABLE
@@ -82,8 +81,15 @@ def _session(role_arn: str, tenant_id: str) -> _Session:
     return cached
 
 
+def _models() -> tuple[Any, ...]:
+    """The table models, imported on first use (pynamodb stays off Detect's cold start)."""
+    from facegate.store.models import ALL_MODELS
+
+    return tuple(ALL_MODELS)
+
+
 def _use(session: _Session | None) -> None:
-    for model in ALL_MODELS:
+    for model in _models():
         meta = model.Meta
         meta.aws_access_key_id = session.access_key if session else None
         meta.aws_secret_access_key = session.secret_key if session else None
@@ -116,7 +122,7 @@ def tenant_scope(tenant_id: str) -> Iterator[None]:
                 _active.pop()
                 _current.pop()
             return
-        saved = {model: model._connection for model in ALL_MODELS}
+        saved = {model: model._connection for model in _models()}
         session = _session(role_arn, tenant_id)
         _use(session)
         _active.append(tenant_id)
@@ -126,7 +132,7 @@ def tenant_scope(tenant_id: str) -> Iterator[None]:
         finally:
             _active.pop()
             _current.pop()
-            for model in ALL_MODELS:  # keep this tenant's connections for its next request
+            for model in _models():  # keep this tenant's connections for its next request
                 if model._connection is not None:
                     session.connections[model] = model._connection
             _use(None)
@@ -141,7 +147,7 @@ def signed_with(access_key: str, secret_key: str, token: str | None = None) -> I
     with _lock:
         if _active:
             raise PermissionError(f"a scope for {_active[-1]} is open: leave it before signing as someone else")
-        saved = {model: model._connection for model in ALL_MODELS}
+        saved = {model: model._connection for model in _models()}
         _use(_Session(access_key, secret_key, token, datetime.max.replace(tzinfo=UTC)))
         try:
             yield
