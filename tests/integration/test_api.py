@@ -17,7 +17,7 @@ from _images import chip_png as _chip
 
 from facegate import datasets
 from facegate.localcloud.cloud import LocalCloud
-from facegate.sdk import FacegateApiError, FacegateClient
+from facegate.sdk import FacegateApiError, FacegateClient, UnknownRequestError
 from facegate.service import FaceService
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,7 +106,8 @@ def test_another_tenant_cannot_read_a_request_or_search_a_gallery(
     assert officer.wait_for_request(mine["request_id"])["status"] == "completed"
 
     other = FacegateClient(cloud.serve_api(), cloud.issue_token(OTHER, "guard-1"))
-    assert other.get_request(mine["request_id"]) is None  # another tenant's request does not exist for them
+    with pytest.raises(UnknownRequestError):  # another tenant's request does not exist for them
+        other.get_request(mine["request_id"])
     theirs = other.submit_search("gate", _chip(people[next(iter(people))][6]), purpose="entry")
     refused = other.wait_for_request(theirs["request_id"])
     assert refused["status"] == "refused"
@@ -247,3 +248,56 @@ def test_the_deployed_workflows_keep_their_history_under_the_data_key(cloud: Loc
             "kmsKeyId": key,
             "kmsDataKeyReusePeriodSeconds": 300,
         }, output
+
+
+def _get_raw(client: FacegateClient, path: str) -> tuple[int, str, dict[str, Any]]:
+    request = urllib.request.Request(client.endpoint + path, method="GET", headers={"Authorization": client.id_token})
+    try:
+        with urllib.request.urlopen(request, timeout=client.timeout) as response:
+            return response.status, response.headers.get("Content-Type", ""), json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Content-Type", ""), json.loads(exc.read() or b"{}")
+
+
+def test_a_request_is_queued_running_done_or_unknown_never_a_bare_404(
+    cloud: LocalCloud, officer: FacegateClient, people: dict[str, list[Path]]
+) -> None:
+    """GET /requests/{id} tells "accepted, no outcome yet" from "no such request": a submission is
+    recorded when the API accepts it, the outcome's row supersedes it, and an id nobody (or another
+    tenant) submitted is ``request.unknown`` as an RFC 7807 problem."""
+    from facegate.store.scope import tenant_scope
+    from facegate.store.submissions import Submissions
+    from facegate.tenancy import TenantContext
+
+    officer.create_gallery("status", name="Status", use_case="access_control")
+    submitted = officer.submit_search("status", _chip(people[next(iter(people))][5]), purpose="entry")
+    assert officer.get_request(submitted["request_id"])["status"] in {"queued", "completed"}
+    assert officer.wait_for_request(submitted["request_id"])["status"] == "completed"
+
+    waiting = "0123456789abcdef0123456789abcdef"  # accepted, its workflow not yet started
+    ctx = TenantContext(TENANT, "officer-1")
+    with tenant_scope(TENANT):
+        Submissions().mark(ctx, waiting, "search", datetime.now(UTC))
+    assert officer.get_request(waiting) == {"request_id": waiting, "operation": "search", "status": "queued"}
+    other = FacegateClient(cloud.serve_api(), cloud.issue_token(OTHER, "guard-status"))
+    with pytest.raises(UnknownRequestError):  # the submission is the officer's tenant's, not theirs
+        other.get_request(waiting)
+
+    status, content_type, body = _get_raw(officer, "/requests/" + "f" * 32)
+    assert (status, content_type) == (404, "application/problem+json")
+    assert body["type"] == "urn:facegate:problem:request.unknown"
+    assert (body["status"], body["code"], body["reason_codes"]) == (404, "request.unknown", ["request.unknown"])
+    assert body["title"]
+    assert body["detail"]
+
+    status, content_type, body = _get_raw(officer, "/requests/a%23b")
+    assert (status, content_type, body["status"]) == (400, "application/problem+json", 400)
+
+
+def test_every_error_is_a_problem_document(cloud: LocalCloud, officer: FacegateClient) -> None:
+    status, body = _post_raw(officer, "/galleries", b"{not json")
+    assert status == 400
+    assert body["type"].startswith("urn:facegate:problem:")
+    assert body["status"] == 400
+    status, content_type, body = _get_raw(officer, "/independent-tests/no-such-test")
+    assert (status, content_type, body["status"], body["code"]) == (404, "application/problem+json", 404, "http.404")

@@ -18,7 +18,7 @@ from facegate.policy.catalog import default_catalog
 
 @pytest.mark.usefixtures("model_store")
 def test_verify_uses_the_use_case_threshold(fr_images: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["verify", str(fr_images["obama"]), str(fr_images["obama2"])])
+    code = main(["verify", str(fr_images["obama"]), str(fr_images["obama2"]), "--json"])
     out = json.loads(capsys.readouterr().out)
     case = default_catalog().use_cases["identity_verification"]
     assert code == 0

@@ -24,11 +24,11 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import boto3
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
 from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -47,10 +47,12 @@ from facegate.errors import (
     InvalidRequestError,
     PolicyDeniedError,
     TenantNotFoundError,
+    UnknownRequestError,
 )
 from facegate.service import FaceService
 from facegate.store.scope import tenant_scope
-from facegate.tenancy import ENTITY_ID, TENANT_ID, TenantContext
+from facegate.store.submissions import Submissions
+from facegate.tenancy import ENTITY_ID, TENANT_ID, TenantContext, check_entity_id
 from facegate.workflow.models import TEST_SET_NAME, ObjectRef, TestSet, WorkflowRequest
 from facegate.workflow.uploads import UploadProofs, checksum_sha256
 
@@ -202,17 +204,59 @@ STATUS = {
     ConsentError: 400,
     PolicyDeniedError: 403,
     GalleryNotFoundError: 404,
+    UnknownRequestError: 404,
     TenantNotFoundError: 403,
     ConflictError: 409,
 }
 
 
+PROBLEM: Final = "application/problem+json"
+TITLES: Final = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Refused",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    410: "Gone",
+    413: "Payload too large",
+    429: "Too many requests",
+    500: "Internal error",
+    502: "Bad gateway",
+    504: "Gateway timeout",
+}
+
+
+def status_of(exc: FacegateError) -> int:
+    """The HTTP status of a facegate error: the caller's mistakes are 4xx, the rest 500."""
+    return next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 500)
+
+
+def problem(status: int, code: str, detail: str, **extra: Any) -> Response[Any]:
+    """An RFC 7807 problem document: ``type`` names the error (``urn:facegate:problem:<code>``), ``title``
+    the status, ``detail`` what went wrong; ``code`` and ``reason_codes`` are for machines (a refusal's
+    ``decision`` carries the gate's reasons), ``message`` repeats ``detail`` for older clients."""
+    decision = extra.get("decision")
+    reasons = [r["code"] for r in decision.get("reasons", [])] if isinstance(decision, dict) else []
+    body: dict[str, Any] = {
+        "type": f"urn:facegate:problem:{code}",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "reason_codes": reasons or [code],
+        "message": detail,
+        **extra,
+    }
+    # Serialised here: Powertools serialises a dict body only for application/json.
+    return Response(status_code=status, content_type=PROBLEM, body=json.dumps(body, default=str))
+
+
 def _error(exc: FacegateError) -> Response[Any]:
-    status = next((code for cls, code in STATUS.items() if isinstance(exc, cls)), 500)
-    body: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    extra: dict[str, Any] = {}
     if isinstance(exc, PolicyDeniedError) and hasattr(exc.decision, "to_dict"):
-        body["decision"] = exc.decision.to_dict()
-    return Response(status_code=status, content_type="application/json", body=body)
+        extra["decision"] = exc.decision.to_dict()
+    return problem(status_of(exc), exc.code, exc.message, **extra)
 
 
 def _decoded(data_b64: str, what: str) -> bytes:
@@ -256,6 +300,7 @@ class TenantApi:
         self.settings = settings
         self.anchors = anchors or AnchorSigner.for_key(settings.audit_signing_key_id)
         self.uploads = UploadProofs(boto3.client("kms"), settings.upload_proof_key_id)
+        self.submissions = Submissions()
         self.app = APIGatewayRestResolver()
         self._routes()
 
@@ -352,21 +397,25 @@ class TenantApi:
         except (ReadTimeoutError, ConnectTimeoutError):
             # Past the wait this function allows (below API Gateway's 29 s): the run goes on and records its
             # outcome; the caller reads it by id.
+            with tenant_scope(ctx.tenant_id):
+                self.submissions.mark(ctx, request.request_id, operation, self.service.clock(), state="running")
             running = {"request_id": request.request_id, "status": "running"}
             return Response(status_code=202, content_type="application/json", body=running)
         with tenant_scope(ctx.tenant_id):
             row = self.service.requests.get(ctx, request.request_id)
         if row is None:  # past the time limit, or the workflow could not record anything
             status = 504 if run.get("status") == "TIMED_OUT" else 502
-            problem = {"code": "request.no_outcome", "message": "no outcome yet", "request_id": request.request_id}
-            return Response(status_code=status, content_type="application/json", body=problem)
+            return problem(status, "request.no_outcome", "no outcome yet", request_id=request.request_id)
         answer = _request_view(row)
         if row.status == "failed":
             reasons = (row.result or {}).get("reasons", [])
             code = reasons[0]["code"] if reasons else "workflow.failed"
             caller = code.split(".")[0] in ("image", "request")
             status = 400 if caller else 502
-            return Response(status_code=status, content_type="application/json", body={"code": code, **answer})
+            detail = str(reasons[0].get("message", code)) if reasons else code
+            reason_codes = [r["code"] for r in reasons] or [code]
+            # The request as recorded rides along under "request": a problem's "status" is the HTTP one.
+            return problem(status, code, detail, reason_codes=reason_codes, request_id=row.request_id, request=answer)
         return Response(status_code=200, content_type="application/json", body=answer)
 
     def _routes(self) -> None:
@@ -375,6 +424,15 @@ class TenantApi:
         @app.exception_handler(FacegateError)  # type: ignore[untyped-decorator]
         def facegate_error(exc: FacegateError) -> Response[Any]:
             return _error(exc)
+
+        @app.exception_handler(ServiceError)  # type: ignore[untyped-decorator]
+        def http_error(exc: ServiceError) -> Response[Any]:
+            return problem(exc.status_code, f"http.{exc.status_code}", str(exc.msg))
+
+        @app.not_found
+        def no_route(_: Exception) -> Response[Any]:
+            event = self.app.current_event
+            return problem(404, "http.404", f"no route {event.http_method} {event.path}")
 
         @app.post("/galleries")
         def create_gallery() -> tuple[dict[str, Any], int]:
@@ -416,6 +474,7 @@ class TenantApi:
                 actor=ctx.actor,
             )
             ref = self._put(key, data, metadata)
+            self.submissions.mark(ctx, ref.request_id(), body.operation, self.service.clock())
             # The S3 "Object Created" event starts Recognize; the request id is the object version's.
             return {"request_id": ref.request_id(), "status": "submitted"}, 202
 
@@ -444,6 +503,7 @@ class TenantApi:
             request = WorkflowRequest.for_upload(
                 ctx, refs, "enrol", body.gallery_id, subject_id=body.subject_id, consent_id=body.consent_id
             )
+            self.submissions.mark(ctx, request.request_id, "enrol", self.service.clock())
             self._start(self.settings.enrol_state_machine_arn, request)
             return {"request_id": request.request_id, "status": "submitted"}, 202
 
@@ -453,15 +513,22 @@ class TenantApi:
             key = f"tenants/{ctx.tenant_id}/manifests/{uuid.uuid4().hex}.jsonl"
             ref = self._put(key, body.manifest_jsonl.encode())
             request = WorkflowRequest.for_upload(ctx, ref, "bulk_enrol", body.gallery_id)
+            self.submissions.mark(ctx, request.request_id, "bulk_enrol", self.service.clock())
             self._start(self.settings.bulk_enrol_state_machine_arn, request)
             return {"request_id": request.request_id, "status": "submitted"}, 202
 
         @app.get("/requests/<request_id>")
         def get_request(request_id: str) -> dict[str, Any]:
-            row = self.service.requests.get(self.ctx(), request_id)
-            if row is None:
-                raise NotFoundError("no such request (or it is still running)")
-            return _request_view(row)
+            ctx = self.ctx()
+            check_entity_id(request_id, "request")
+            row = self.service.requests.get(ctx, request_id)
+            if row is not None:
+                return _request_view(row)
+            submitted = self.submissions.get(ctx, request_id, self.service.clock())
+            if submitted is None:
+                raise UnknownRequestError(f"no request {request_id} was submitted by you (or it is over a day old)")
+            operation, state = submitted
+            return {"request_id": request_id, "operation": operation, "status": state}
 
         @app.post("/requests/<request_id>/review")
         def review(request_id: str) -> dict[str, Any]:
@@ -527,9 +594,10 @@ class TenantApi:
             except ClientError as exc:  # reports are transient (tenants/ expires within a day or two)
                 if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
                     raise
-                gone = {"code": "request.report_expired", "message": "the report has expired; the outcome stays",
-                        "test_id": test_id, "status": row.status, "set": row.result}  # fmt: skip
-                return Response(status_code=410, content_type=REPORT_FORMATS["json"], body=gone)
+                detail = "the report has expired; the outcome stays"
+                return problem(
+                    410, "request.report_expired", detail, test_id=test_id, outcome=row.status, set=row.result
+                )
             text = stored["Body"].read().decode("utf-8")
             if fmt == "html":
                 return Response(status_code=200, content_type=REPORT_FORMATS["html"], body=text)

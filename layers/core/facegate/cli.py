@@ -1,4 +1,19 @@
-"""``facegate`` command line: build models, fetch test data, inspect images, run the local demo."""
+"""``facegate`` command line: build models, fetch test data, inspect images, run the local demo.
+
+Exit codes (every command):
+
+====  ==========================================================================================
+0     done; for ``verify``, the same person
+1     no match: ``verify`` found different people
+2     bad input: an argument, a file that cannot be read, an image, a face count, a threshold
+3     refused: the policy gate said no (its reason codes are printed), or a gate's bound was exceeded
+4     error: the service, the network or this machine failed, or there is no outcome yet
+130   interrupted
+====  ==========================================================================================
+
+Errors are one line on stderr (``error [code]: message``), never a traceback; ``FACEGATE_DEBUG=1`` shows
+the traceback of an unexpected one.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +26,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from facegate.errors import FacegateError, InvalidRequestError
+from facegate import __version__
+from facegate.errors import FacegateError, InvalidRequestError, PolicyDeniedError
 
 if TYPE_CHECKING:  # the vision stack loads only for the commands that need it
     from facegate.vision import FacePipeline
+
+EXIT_OK = 0
+EXIT_NO_MATCH = 1
+EXIT_BAD_INPUT = 2
+EXIT_REFUSED = 3
+EXIT_ERROR = 4
+EXIT_INTERRUPTED = 130
+READ_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+"""What reading a named file can raise: the caller's mistake (exit 2), unlike a network's OSError."""
 
 # The CLI decides as the service does: the use case's threshold from the catalog, never below its floor.
 DEFAULT_USE_CASE = "identity_verification"
@@ -88,13 +113,17 @@ def _verify(args: argparse.Namespace) -> int:
                 f"{image}: {analysis.face_count} faces comparable to the subject found; verification needs exactly one",
                 file=sys.stderr,
             )
-            return 2
+            return EXIT_BAD_INPUT
         embeddings.append(analysis.subject_embedding)
     score = embeddings[0].cosine(embeddings[1])
-    verdict = "same person" if score >= threshold else "different people"
+    same = score >= threshold
+    verdict = "same person" if same else "different people"
     out = {"cosine": round(score, 4), "use_case": args.use_case, "threshold": threshold, "decision": verdict}
-    print(json.dumps(out))
-    return 0
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{verdict}: cosine {score:.4f} {'>=' if same else '<'} {threshold} ({args.use_case}'s threshold)")
+    return EXIT_OK if same else EXIT_NO_MATCH
 
 
 def _evaluate_one(
@@ -141,10 +170,12 @@ def _dataset_options(args: argparse.Namespace) -> dict[str, object]:
 def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", help="a CSV of path,identity[,group], a folder with labels.csv or of "
                         "<identity>/<image>, or a fetched set (johns, face_recognition)")  # fmt: skip
-    parser.add_argument("--path-column", default="path")
-    parser.add_argument("--identity-column", default="identity")
+    parser.add_argument("--path-column", default="path", help="the CSV's column of image paths (default: path)")
+    parser.add_argument(
+        "--identity-column", default="identity", help="the CSV's column of identities (default: identity)"
+    )
     parser.add_argument("--no-identities", action="store_true", help="every image a different person")
-    parser.add_argument("--group-column", default="group")
+    parser.add_argument("--group-column", default="group", help="the CSV's column of groups (default: group)")
     parser.add_argument("--no-groups", action="store_true", help="one group")
     parser.add_argument("--group-source", default="annotated", help="manual, annotated, predicted, self-reported")
     parser.add_argument("--name", help="the set's name in the report")
@@ -375,27 +406,33 @@ def _local_deploy(_: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facegate", description="facegate: bounded, consented face recognition")
+    parser = argparse.ArgumentParser(
+        prog="facegate",
+        description="facegate: bounded, consented face recognition",
+        epilog="exit codes: 0 done (verify: same person), 1 no match, 2 bad input, 3 refused, 4 error",
+    )
+    parser.add_argument("--version", action="version", version=f"facegate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     models = sub.add_parser("models", help="the ONNX models").add_subparsers(dest="action", required=True)
     build = models.add_parser("build", help="fetch, verify, rewrite and check the models")
-    build.add_argument("--out", type=Path)
-    build.add_argument("--force", action="store_true")
+    build.add_argument("--out", type=Path, help="where the models go (default: FACEGATE_MODEL_DIR or the cache)")
+    build.add_argument("--force", action="store_true", help="build again even if the models are there")
     build.set_defaults(func=_models_build)
 
     data = sub.add_parser("data", help="registry test data").add_subparsers(dest="action", required=True)
     data.add_parser("fetch", help="fetch and verify the test images").set_defaults(func=_data_fetch)
 
     detect = sub.add_parser("detect", help="detect faces in one image (JSON out)")
-    detect.add_argument("image")
+    detect.add_argument("image", help="a JPEG, PNG or WebP file")
     detect.set_defaults(func=_detect)
 
     verify = sub.add_parser("verify", help="1:1 verification of two single-face images")
-    verify.add_argument("image_a")
-    verify.add_argument("image_b")
+    verify.add_argument("image_a", help="a photo of one person (JPEG, PNG or WebP)")
+    verify.add_argument("image_b", help="a photo to compare with it")
     verify.add_argument("--use-case", default=DEFAULT_USE_CASE, help="the catalog's use case (its threshold)")
     verify.add_argument("--threshold", type=float, default=None, help="stricter than the use case's floor only")
+    verify.add_argument("--json", action="store_true", help="the answer as one JSON object")
     verify.set_defaults(func=_verify)
 
     evaluate = sub.add_parser(
@@ -411,10 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=_evaluate)
 
     gate = sub.add_parser("release-gate", help="evaluate every set of a gate configuration and check its bounds")
-    gate.add_argument("--config", default="benchmarks/release_gate.json")
+    gate.add_argument("--config", default="benchmarks/release_gate.json", help="the gate's sets and bounds (JSON)")
     gate.add_argument("--out", type=Path, help="one report folder per set")
     gate.add_argument("--set", action="append", help="only this set (repeatable)")
-    gate.add_argument("--json-only", action="store_true")
+    gate.add_argument("--json-only", action="store_true", help="no HTML or plots (no matplotlib needed)")
     gate.add_argument(
         "--summary", type=Path, help="also write the per-group summary the accountability report carries (JSON)"
     )
@@ -433,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--out", type=Path, help="folder for report.json and report.html (with --wait)")
     submit.set_defaults(func=_sandbox_submit)
     fetch = sandbox_sub.add_parser("report", help="a submitted test's outcome and report")
-    fetch.add_argument("test_id")
+    fetch.add_argument("test_id", help="the id the submission returned")
     _endpoint_arguments(fetch)
     fetch.add_argument("--out", type=Path, help="folder for report.json and report.html")
     fetch.set_defaults(func=_sandbox_report)
@@ -441,13 +478,13 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="the model card and accountability reports, generated")
     report_sub = report.add_subparsers(dest="action", required=True)
     card = report_sub.add_parser("model-card", help="the model card, from the catalog, the models and the calibration")
-    card.add_argument("--format", choices=("json", "html"), default="json")
+    card.add_argument("--format", choices=("json", "html"), default="json", help="json (default) or html")
     card.set_defaults(func=_report)
     accountability = report_sub.add_parser(
         "accountability", help="an offline accountability report (RCW 43.386.020) for the listed use cases"
     )
     accountability.add_argument("--use-case", action="append", required=True, help="a catalog use case (repeatable)")
-    accountability.add_argument("--format", choices=("json", "html"), default="json")
+    accountability.add_argument("--format", choices=("json", "html"), default="json", help="json (default) or html")
     accountability.add_argument("--tenant", help="the organisation's name in the report")
     accountability.add_argument("--deployment", help="the deployment applied for (default: the use case's first)")
     accountability.add_argument("--jurisdiction", help="e.g. US-WA")
@@ -465,14 +502,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(code: int, message: str) -> int:
+    print(f"error{message}", file=sys.stderr)
+    return code
+
+
+def _reasons(decision: Any) -> str:
+    reasons = decision.get("reasons", []) if isinstance(decision, dict) else getattr(decision, "reasons", [])
+    codes = [r["code"] if isinstance(r, dict) else getattr(r, "code", str(r)) for r in reasons]
+    return f" (reasons: {', '.join(codes)})" if codes else ""
+
+
+def _exit_for(exc: BaseException) -> int:
+    """The exit code and the one line for an error a command raised."""
+    from facegate.sdk import FacegateApiError, FacegateConnectionError
+
+    if isinstance(exc, PolicyDeniedError):
+        return _fail(EXIT_REFUSED, f" [{exc.code}]: {exc.message}{_reasons(exc.decision)}")
+    if isinstance(exc, FacegateError):
+        from facegate.api import status_of
+
+        status = status_of(exc)
+        return _fail(EXIT_BAD_INPUT if status < 500 else EXIT_ERROR, f" [{exc.code}]: {exc.message}")
+    if isinstance(exc, FacegateApiError):
+        refused = exc.status == 403 and exc.decision
+        code = EXIT_REFUSED if refused else EXIT_BAD_INPUT if exc.status < 500 else EXIT_ERROR
+        return _fail(code, f" [{exc.code}]: {exc.message}{_reasons(exc.decision)}")
+    if isinstance(exc, FacegateConnectionError):
+        return _fail(EXIT_ERROR, f" [connection]: {exc}")
+    if isinstance(exc, READ_ERRORS) and exc.filename is not None:
+        return _fail(EXIT_BAD_INPUT, f" [file]: cannot read {exc.filename}: {exc.strerror}")
+    if isinstance(exc, KeyboardInterrupt):
+        return _fail(EXIT_INTERRUPTED, ": interrupted")
+    if os.environ.get("FACEGATE_DEBUG"):
+        raise exc
+    return _fail(EXIT_ERROR, f" [{type(exc).__name__}]: {exc} (FACEGATE_DEBUG=1 shows the traceback)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # a bad argument: argparse's usage line and exit 2
     start = time.perf_counter()
     try:
         code: int = args.func(args)
-    except FacegateError as exc:
-        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as exc:  # every error: one line and an exit code
+        return _exit_for(exc)
     if args.command == "demo" or (args.command == "local" and args.action == "demo"):
         print(f"done in {time.perf_counter() - start:.1f} s")
     return code

@@ -135,6 +135,13 @@ class GalleryNotFoundError(FacegateError):
     code = "gallery.not_found"
 
 
+class UnknownRequestError(FacegateError):
+    """No request of this id was submitted by this tenant (or its record has expired). Raised identically
+    for another tenant's request: no existence leak."""
+
+    code = "request.unknown"
+
+
 class TenantNotFoundError(FacegateError):
     """No such tenant in the registry (operator paths only)."""
 

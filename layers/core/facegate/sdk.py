@@ -9,8 +9,19 @@
     submitted = client.submit_search("staff", probe_bytes, purpose="...")     # or asynchronous
     result = client.wait_for_request(submitted["request_id"])
 
-The tenant is never a parameter: it comes from the identity behind the token. Errors are
-:class:`FacegateApiError` with the service's reason code (and, for a refusal, the gate's decision).
+The tenant is never a parameter: it comes from the identity behind the token. ``FacegateClient()`` with
+no arguments reads ``FACEGATE_API_URL`` and ``FACEGATE_ID_TOKEN`` (and ``FACEGATE_MAX_ATTEMPTS``,
+``FACEGATE_TIMEOUT``) from the environment.
+
+Errors: the service's answers are :class:`FacegateApiError` subclasses by kind (:class:`BadRequestError`,
+:class:`UnauthorizedError`, :class:`RefusedError` with the gate's ``decision`` and ``reason_codes``,
+:class:`ForbiddenError`, :class:`NotFoundError` and its :class:`UnknownRequestError`,
+:class:`ConflictError`, :class:`ThrottlingError`, :class:`ServiceError`), each with the problem
+document's ``code`` and ``reason_codes``; a network failure is :class:`FacegateConnectionError`, never a
+``urllib`` error. Throttling, 5xx and connection failures are retried with exponential backoff and full
+jitter, as botocore's standard mode does (``max_attempts``, 3 by default, counts the first try); a POST
+that may have been carried out (a 500 or 502, a dropped connection after the request was sent) is not
+retried, since repeating it could repeat what it did.
 
 The audit log, and why to keep its anchors::
 
@@ -28,7 +39,11 @@ kept from before shows it. The client is standard library only, so it installs a
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import os
+import random
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -43,38 +58,182 @@ if TYPE_CHECKING:
 
 
 class FacegateApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, decision: dict[str, Any] | None = None) -> None:
+    """The service answered with an error: its problem document's ``code``, ``message`` and, for a
+    refusal, the gate's ``decision``."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        decision: dict[str, Any] | None = None,
+        problem: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.decision = decision
+        self.problem = problem or {}
 
     @property
     def reason_codes(self) -> list[str]:
-        return [r["code"] for r in (self.decision or {}).get("reasons", [])]
+        """The gate's reason codes for a refusal; otherwise the problem's (at least its ``code``)."""
+        if self.decision:
+            return [r["code"] for r in self.decision.get("reasons", [])]
+        listed = self.problem.get("reason_codes")
+        return [str(c) for c in listed] if isinstance(listed, list) else [self.code]
+
+
+class BadRequestError(FacegateApiError):
+    """400 (and 405, 413): the request itself is wrong; sending it again will not help."""
+
+
+class UnauthorizedError(FacegateApiError):
+    """401: no token, or an expired one."""
+
+
+class ForbiddenError(FacegateApiError):
+    """403 without a decision: this identity may not do that."""
+
+
+class RefusedError(ForbiddenError):
+    """403 with the policy gate's ``decision``: refused by rule, with ``reason_codes``."""
+
+
+class NotFoundError(FacegateApiError):
+    """404: no such gallery, subject, request or route for you (another tenant's look the same)."""
+
+
+class UnknownRequestError(NotFoundError):
+    """404 ``request.unknown``: no request of that id was submitted by you (or it is over a day old)."""
+
+
+class ConflictError(FacegateApiError):
+    """409: the state does not allow it (a concurrent change, a review by the requester)."""
+
+
+class GoneError(FacegateApiError):
+    """410: it existed and has expired (a report)."""
+
+
+class ThrottlingError(FacegateApiError):
+    """429: too many requests; retried with backoff before it is raised."""
+
+
+class ServiceError(FacegateApiError):
+    """5xx: the service failed; safe requests are retried before it is raised."""
+
+
+class FacegateConnectionError(Exception):
+    """The service could not be reached, or the connection failed, after every attempt."""
+
+
+class WaiterError(TimeoutError):
+    """A waiter gave up: the request had no outcome within its time."""
+
+
+KINDS: dict[int, type[FacegateApiError]] = {
+    400: BadRequestError,
+    401: UnauthorizedError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    405: BadRequestError,
+    409: ConflictError,
+    410: GoneError,
+    413: BadRequestError,
+    429: ThrottlingError,
+}
+RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
+NOT_CARRIED_OUT = frozenset({429, 503})
+"""Statuses that say the request was not carried out: a POST is retried only on these."""
+SAFE_METHODS = frozenset({"GET", "HEAD", "DELETE"})
+"""Repeating these does nothing more than doing them once (an erasure twice erases once)."""
+MAX_BACKOFF_S = 20.0
+FINAL_STATES = frozenset({"completed", "refused", "failed"})
+
+
+def _int_from_env(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} is a whole number, not {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} is at least 1, not {value}")
+    return value
 
 
 class FacegateClient:
-    def __init__(self, endpoint: str, id_token: str, *, timeout: float = 30.0) -> None:
+    """A client of one tenant API. ``endpoint`` and ``id_token`` default to ``FACEGATE_API_URL`` and
+    ``FACEGATE_ID_TOKEN``; ``max_attempts`` (``FACEGATE_MAX_ATTEMPTS``, default 3) counts the first try;
+    ``timeout`` (``FACEGATE_TIMEOUT``, default 30 s) is per attempt."""
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        id_token: str | None = None,
+        *,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        endpoint = endpoint or os.environ.get("FACEGATE_API_URL")
+        id_token = id_token or os.environ.get("FACEGATE_ID_TOKEN")
+        if not endpoint:
+            raise ValueError("no API endpoint: pass endpoint or set FACEGATE_API_URL (the stack's ApiUrl)")
+        if not id_token:
+            raise ValueError("no ID token: pass id_token or set FACEGATE_ID_TOKEN (from the tenant's sign-in)")
+        if not endpoint.startswith(("https://", "http://")):
+            raise ValueError(f"the endpoint is an http(s) URL, not {endpoint[:60]!r}")
         self.endpoint = endpoint.rstrip("/")
         self.id_token = id_token
-        self.timeout = timeout
+        self.timeout = float(timeout if timeout is not None else os.environ.get("FACEGATE_TIMEOUT") or 30.0)
+        self.max_attempts = max_attempts if max_attempts is not None else _int_from_env("FACEGATE_MAX_ATTEMPTS", 3)
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts is at least 1, not {self.max_attempts}")
+        self._sleep = sleep
+
+    def _send(self, method: str, path: str, data: bytes | None, headers: dict[str, str]) -> bytes:
+        """One call with the retry rule above; the body of a 2xx answer."""
+        request = urllib.request.Request(
+            self.endpoint + path, data=data, method=method, headers={"Authorization": self.id_token, **headers}
+        )
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after: float | None = None
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    body: bytes = response.read()
+                    return body
+            except urllib.error.HTTPError as exc:
+                error = _api_error(exc)
+                retried = exc.code in (RETRIED_STATUSES if method in SAFE_METHODS else NOT_CARRIED_OUT)
+                if not retried or attempt >= self.max_attempts:
+                    raise error from None
+                retry_after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+                reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+                # Refused: nothing was sent. Otherwise the request may have arrived: only safe methods repeat.
+                unsent = isinstance(reason, ConnectionRefusedError | socket.gaierror)
+                if attempt >= self.max_attempts or not (unsent or method in SAFE_METHODS):
+                    raise FacegateConnectionError(
+                        f"{method} {self.endpoint}{path.split('?')[0]} failed after {attempt} attempt(s): {reason}"
+                    ) from None
+            backoff = random.uniform(0, min(MAX_BACKOFF_S, 0.5 * 2 ** (attempt - 1)))
+            self._sleep(max(backoff, retry_after or 0.0))
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            self.endpoint + path,
-            data=data,
-            method=method,
-            headers={"Authorization": self.id_token, "Content-Type": "application/json"},
-        )
+        raw = self._send(method, path, data, {"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                payload: dict[str, Any] = json.loads(response.read() or b"{}")
-                return payload
-        except urllib.error.HTTPError as exc:
-            raise _api_error(exc) from None
+            payload: dict[str, Any] = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            raise ServiceError(502, "http.bad_body", "the service's answer is not JSON") from None
+        return payload
 
     # --- galleries and consent ------------------------------------------------------------------------
 
@@ -221,17 +380,24 @@ class FacegateClient:
             threshold=threshold,
         )
 
-    def get_request(self, request_id: str) -> dict[str, Any] | None:
-        """The request's outcome, or ``None`` while it is still running."""
-        try:
-            return self._call("GET", f"/requests/{quote(request_id, safe='')}")
-        except FacegateApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
+    def get_request(self, request_id: str) -> dict[str, Any]:
+        """The request as the service has it: ``status`` is ``queued`` or ``running`` (no outcome yet),
+        or ``completed``, ``refused`` or ``failed`` with its ``decision`` and ``result``. A request you
+        did not submit (or over a day old without an outcome) raises :class:`UnknownRequestError`."""
+        return self._call("GET", f"/requests/{quote(request_id, safe='')}")
 
-    def wait_for_request(self, request_id: str, *, timeout: float = 60.0, poll: float = 0.2) -> dict[str, Any]:
-        return _wait(lambda: self.get_request(request_id), f"request {request_id}", timeout, poll)
+    def wait_for_request(
+        self, request_id: str, *, timeout: float = 60.0, poll: float = 0.2, max_poll: float = 5.0
+    ) -> dict[str, Any]:
+        """Poll until the request has an outcome: the first wait ``poll`` seconds, each next one 1.5x
+        longer up to ``max_poll``. :class:`WaiterError` after ``timeout``; :class:`UnknownRequestError`
+        at once for a request the service does not know."""
+
+        def outcome() -> dict[str, Any] | None:
+            found = self.get_request(request_id)
+            return found if found.get("status") in FINAL_STATES else None
+
+        return _wait(outcome, f"request {request_id}", timeout, poll, max_poll, self._sleep)
 
     def review(self, request_id: str, *, confirm: bool) -> dict[str, Any]:
         return self._call("POST", f"/requests/{quote(request_id, safe='')}/review", {"confirm": confirm})
@@ -272,13 +438,7 @@ class FacegateClient:
         return self._page("/accountability-report?format=html")
 
     def _page(self, path: str) -> str:
-        request = urllib.request.Request(self.endpoint + path, method="GET", headers={"Authorization": self.id_token})
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                page: str = response.read().decode("utf-8")
-                return page
-        except urllib.error.HTTPError as exc:
-            raise _api_error(exc) from None
+        return self._send("GET", path, None, {}).decode("utf-8")
 
     # --- independent testing (a tester authorised by an operator) -------------------------------------
 
@@ -322,31 +482,59 @@ class FacegateClient:
             raise
 
     def wait_for_independent_test(self, test_id: str, *, timeout: float = 3600.0, poll: float = 2.0) -> dict[str, Any]:
-        return _wait(lambda: self.independent_test(test_id), f"independent test {test_id}", timeout, poll)
+        return _wait(
+            lambda: self.independent_test(test_id), f"independent test {test_id}", timeout, poll, 30.0, self._sleep
+        )
 
 
-def _wait(fetch: Callable[[], dict[str, Any] | None], what: str, timeout: float, poll: float) -> dict[str, Any]:
-    """Poll ``fetch`` until it returns an outcome (``None``: still running), or time out."""
+def _wait(
+    fetch: Callable[[], dict[str, Any] | None],
+    what: str,
+    timeout: float,
+    poll: float,
+    max_poll: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Poll ``fetch`` until it returns an outcome (``None``: not yet), waiting longer each time."""
     deadline = time.monotonic() + timeout
+    delay = poll
     while True:
         found = fetch()
         if found is not None:
             return found
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} has no outcome after {timeout} s")
-        time.sleep(poll)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise WaiterError(f"{what} has no outcome after {timeout} s")
+        sleep(min(delay, left))
+        delay = min(max_poll, delay * 1.5)
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return min(MAX_BACKOFF_S, max(0.0, float(value))) if value else None
+    except ValueError:
+        return None
 
 
 def _api_error(exc: urllib.error.HTTPError) -> FacegateApiError:
-    """The service's error body (code, message, decision) as the SDK's error."""
+    """The service's problem document (RFC 7807: ``code``, ``detail``, ``reason_codes``, a refusal's
+    ``decision``) as the error class of its kind."""
     raw = exc.read()
     try:
         detail = json.loads(raw or b"{}")
     except json.JSONDecodeError:
-        detail = {"message": raw.decode(errors="replace")}
-    return FacegateApiError(
-        exc.code, detail.get("code", f"http.{exc.code}"), detail.get("message", ""), detail.get("decision")
-    )
+        detail = {"message": raw.decode(errors="replace")[:500]}
+    if not isinstance(detail, dict):
+        detail = {"message": str(detail)[:500]}
+    code = str(detail.get("code") or f"http.{exc.code}")
+    message = str(detail.get("detail") or detail.get("message") or "")
+    decision = detail.get("decision") if isinstance(detail.get("decision"), dict) else None
+    kind = KINDS.get(exc.code, ServiceError if exc.code >= 500 else FacegateApiError)
+    if exc.code == 403 and decision is not None:
+        kind = RefusedError
+    elif exc.code == 404 and code == "request.unknown":
+        kind = UnknownRequestError
+    return kind(exc.code, code, message, decision, detail)
 
 
 def _anchor_token(anchor: Mapping[str, Any]) -> str:
