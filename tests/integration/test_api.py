@@ -4,6 +4,8 @@ from the deployed API's own definition, the real ``api`` handler, the real workf
 from __future__ import annotations
 
 import base64
+import contextlib
+import hashlib
 import json
 import urllib.error
 import urllib.request
@@ -250,6 +252,18 @@ def test_the_deployed_workflows_keep_their_history_under_the_data_key(cloud: Loc
         }, output
 
 
+SHARED = "gate"
+"""The tests below use the gallery of the isolation test above (made here if that one did not run): the
+tenant's gallery cap for the use case is reached otherwise."""
+
+
+def _shared_gallery(officer: FacegateClient) -> None:
+    from facegate.sdk import ConflictError
+
+    with contextlib.suppress(ConflictError):  # made by an earlier test of this module
+        officer.create_gallery(SHARED, name="Gate", use_case="access_control")
+
+
 def _get_raw(client: FacegateClient, path: str) -> tuple[int, str, dict[str, Any]]:
     request = urllib.request.Request(client.endpoint + path, method="GET", headers={"Authorization": client.id_token})
     try:
@@ -269,8 +283,8 @@ def test_a_request_is_queued_running_done_or_unknown_never_a_bare_404(
     from facegate.store.submissions import Submissions
     from facegate.tenancy import TenantContext
 
-    officer.create_gallery("status", name="Status", use_case="access_control")
-    submitted = officer.submit_search("status", _chip(people[next(iter(people))][5]), purpose="entry")
+    _shared_gallery(officer)
+    submitted = officer.submit_search(SHARED, _chip(people[next(iter(people))][5]), purpose="entry")
     assert officer.get_request(submitted["request_id"])["status"] in {"queued", "completed"}
     assert officer.wait_for_request(submitted["request_id"])["status"] == "completed"
 
@@ -301,3 +315,76 @@ def test_every_error_is_a_problem_document(cloud: LocalCloud, officer: FacegateC
     assert body["status"] == 400
     status, content_type, body = _get_raw(officer, "/independent-tests/no-such-test")
     assert (status, content_type, body["status"], body["code"]) == (404, "application/problem+json", 404, "http.404")
+
+
+def _enrolled_entries(client: FacegateClient, subject: str) -> int:
+    entries = client.export_audit()["entries"]
+    return sum(1 for e in entries if e["action"] == "template.enrolled" and e["details"].get("subject_id") == subject)
+
+
+def test_a_retried_enrolment_with_its_client_token_enrols_once(
+    cloud: LocalCloud, officer: FacegateClient, people: dict[str, list[Path]]
+) -> None:
+    """The same client token, sent again (a retry after a lost answer) or by a concurrent twin, names
+    the same request: one workflow, one template, one audit entry. Another body under that token is a
+    409; the same body after an attempt that claimed the token and stopped before starting its workflow
+    starts it (nothing is lost)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from facegate.api import EnrolBody
+    from facegate.sdk import ConflictError
+    from facegate.store.scope import tenant_scope
+    from facegate.store.submissions import Submissions, token_request_id
+    from facegate.tenancy import TenantContext
+
+    _shared_gallery(officer)
+    subject, twin_subject, lost_subject = list(people)[2:5]
+    until = datetime.now(UTC) + timedelta(days=9)
+    consent = officer.record_consent(subject, purpose="access_control", evidence=b"signed", expires_at=until)
+    photo = _chip(people[subject][0])
+
+    first = officer.enrol(SHARED, subject, consent["consent_id"], photo, client_token="gate-7-enrol-1")
+    again = officer.enrol(SHARED, subject, consent["consent_id"], photo, client_token="gate-7-enrol-1")
+    assert again == {"request_id": first["request_id"], "status": "submitted", "duplicate": True}
+    assert officer.wait_for_request(first["request_id"])["status"] == "completed"
+    with pytest.raises(ConflictError) as reused:
+        officer.enrol(SHARED, subject, consent["consent_id"], _chip(people[subject][1]), client_token="gate-7-enrol-1")
+    assert reused.value.code == "request.client_token_reused"
+
+    twin_consent = officer.record_consent(twin_subject, purpose="access_control", evidence=b"s", expires_at=until)
+    twin_photo = _chip(people[twin_subject][0])
+    with ThreadPoolExecutor(2) as pool:
+        twins = list(
+            pool.map(
+                lambda _: officer.enrol(
+                    SHARED, twin_subject, twin_consent["consent_id"], twin_photo, client_token="twin-1"
+                ),
+                range(2),
+            )
+        )
+    assert twins[0]["request_id"] == twins[1]["request_id"]
+    assert officer.wait_for_request(twins[0]["request_id"])["status"] == "completed"
+
+    # An attempt that claimed its token and failed before starting the workflow: the retry starts it.
+    lost_consent = officer.record_consent(lost_subject, purpose="access_control", evidence=b"s", expires_at=until)
+    lost_photo = _chip(people[lost_subject][0])
+    fields = {
+        "gallery_id": SHARED,
+        "subject_id": lost_subject,
+        "consent_id": lost_consent["consent_id"],
+        "image_b64": base64.b64encode(lost_photo).decode(),
+    }
+    fingerprint = hashlib.sha256(EnrolBody.model_validate(fields).model_dump_json(exclude={"client_token"}).encode())
+    lost_id = token_request_id(TENANT, "enrol", "lost-1")
+    with tenant_scope(TENANT):
+        claimed = Submissions().claim(
+            TenantContext(TENANT, "officer-1"), lost_id, "enrol", fingerprint.hexdigest(), datetime.now(UTC)
+        )
+    assert claimed is None
+    retried = officer.enrol(SHARED, lost_subject, lost_consent["consent_id"], lost_photo, client_token="lost-1")
+    assert retried == {"request_id": lost_id, "status": "submitted"}
+    assert officer.wait_for_request(lost_id)["status"] == "completed"
+
+    for who in (subject, twin_subject, lost_subject):
+        assert _enrolled_entries(officer, who) == 1, who
+        assert officer.erase_subject(who)["templates_deleted"] == 1, who

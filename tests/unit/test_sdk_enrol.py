@@ -8,6 +8,7 @@ The count itself (1 to 5) is the API's to judge (a 400 with ``request.enrolment_
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import pytest
@@ -20,7 +21,10 @@ class _Recording(FacegateClient):
         super().__init__("https://api.example", "token")
         self.calls: list[tuple[str, str, dict[str, Any] | None]] = []
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, idempotent: bool = False
+    ) -> dict[str, Any]:
+        assert idempotent  # an enrolment carries a client token, so its retries are safe
         self.calls.append((method, path, body))
         return {"request_id": "r-1", "status": "submitted"}
 
@@ -30,6 +34,8 @@ def test_one_photo_positionally_is_sent_as_image_b64() -> None:
     assert client.enrol("staff", "s-1", "c-1", b"photo")["request_id"] == "r-1"
     ((method, path, body),) = client.calls
     assert (method, path) == ("POST", "/enrolments")
+    assert body is not None
+    assert re.fullmatch(r"[0-9a-f]{32}", body.pop("client_token"))  # one per call, as boto3's ClientToken
     assert body == {
         "gallery_id": "staff",
         "subject_id": "s-1",
@@ -62,3 +68,13 @@ def test_naming_both_or_neither_is_refused_before_any_call(kwargs: dict[str, Any
     with pytest.raises(TypeError, match="image"):
         client.enrol("staff", "s-1", "c-1", **kwargs)
     assert client.calls == []
+
+
+def test_a_client_token_given_is_sent_and_each_call_gets_its_own_otherwise() -> None:
+    client = _Recording()
+    client.enrol("staff", "s-1", "c-1", b"photo", client_token="retry-me")
+    client.enrol("staff", "s-1", "c-1", b"photo")
+    client.enrol("staff", "s-1", "c-1", b"photo")
+    tokens = [body["client_token"] for _, _, body in client.calls if body is not None]
+    assert tokens[0] == "retry-me"
+    assert tokens[1] != tokens[2]

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +39,7 @@ from facegate.audit.anchor import AnchorSigner, SignedAnchor, export_with_anchor
 from facegate.audit.chain import ChainReport
 from facegate.embedding import MAX_REFERENCES
 from facegate.errors import (
+    ClientTokenReusedError,
     ConflictError,
     ConsentError,
     EnrolmentPhotosError,
@@ -51,7 +54,7 @@ from facegate.errors import (
 )
 from facegate.service import FaceService
 from facegate.store.scope import tenant_scope
-from facegate.store.submissions import Submissions
+from facegate.store.submissions import Submissions, token_request_id
 from facegate.tenancy import ENTITY_ID, TENANT_ID, TenantContext, check_entity_id
 from facegate.workflow.models import TEST_SET_NAME, ObjectRef, TestSet, WorkflowRequest
 from facegate.workflow.uploads import UploadProofs, checksum_sha256
@@ -146,7 +149,14 @@ class CallBody(_Body):
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
+CLIENT_TOKEN: Final = r"^[A-Za-z0-9_-]{1,64}$"
+CLAIM_WAIT_S: Final = 5.0
+"""How long a retry waits on a twin that holds its client token before starting the request itself."""
+
+
 class EnrolBody(_Body):
+    client_token: str | None = Field(default=None, pattern=CLIENT_TOKEN)
+    """The same token, the same request: a retried enrolment enrols once (the SDK sends one per call)."""
     gallery_id: str = Field(pattern=ENTITY_ID.pattern)
     subject_id: str = Field(pattern=ENTITY_ID.pattern)
     consent_id: str = Field(pattern=ENTITY_ID.pattern)
@@ -176,6 +186,7 @@ class EnrolBody(_Body):
 
 
 class BulkBody(_Body):
+    client_token: str | None = Field(default=None, pattern=CLIENT_TOKEN)
     gallery_id: str = Field(pattern=ENTITY_ID.pattern)
     manifest_jsonl: str = Field(min_length=1, max_length=5_000_000)
 
@@ -205,6 +216,7 @@ STATUS = {
     PolicyDeniedError: 403,
     GalleryNotFoundError: 404,
     UnknownRequestError: 404,
+    ClientTokenReusedError: 409,
     TenantNotFoundError: 403,
     ConflictError: 409,
 }
@@ -359,11 +371,42 @@ class TenantApi:
             self.s3.delete_object(**ref.s3_args())
             raise
 
+    def _submit(self, ctx: TenantContext, arn: str, request: WorkflowRequest, *, claimed: bool) -> None:
+        """Record the submission (a client token's claim already is one), start the workflow, and mark a
+        claimed request started (its retries then start nothing)."""
+        if not claimed:
+            self.submissions.mark(ctx, request.request_id, request.operation, self.service.clock())
+        self._start(arn, request)
+        if claimed:
+            self.submissions.started(ctx, request.request_id)
+
     def _start(self, arn: str, request: WorkflowRequest) -> str:
         execution: str = self.sfn.start_execution(
             stateMachineArn=arn, name=request.request_id[:80], input=request.model_dump_json()
         )["executionArn"]
         return execution
+
+    def _once_per_token(self, ctx: TenantContext, operation: str, body: Any) -> tuple[str | None, bool]:
+        """A request with a client token: its request id (derived from the tenant, the operation and the
+        token) and whether it was already started, by an earlier attempt or a concurrent twin, in which
+        case the caller answers with the same request id and starts nothing. The same token with another
+        body is refused (409). A twin that claimed the token but has not started its workflow is waited
+        on briefly; if it never does (it failed between the two), this attempt starts the request."""
+        token = getattr(body, "client_token", None)
+        if token is None:
+            return None, False
+        request_id = token_request_id(ctx.tenant_id, operation, token)
+        fingerprint = hashlib.sha256(body.model_dump_json(exclude={"client_token"}).encode()).hexdigest()
+        held = self.submissions.claim(ctx, request_id, operation, fingerprint, self.service.clock())
+        if held is None:
+            return request_id, False
+        if held.fingerprint != fingerprint or held.operation != operation:
+            raise ClientTokenReusedError("this client token was used for a different request: use a new token")
+        deadline = time.monotonic() + CLAIM_WAIT_S
+        while not held.started and time.monotonic() < deadline:
+            time.sleep(0.2)
+            held = self.submissions.held(ctx, request_id) or held
+        return request_id, held.started
 
     def _call(self, operation: str, body: CallBody) -> Response[Any]:
         """A verify or search in one call: the probe is stored under the tenant's ``calls/`` prefix (no
@@ -496,25 +539,35 @@ class TenantApi:
         def enrol() -> tuple[dict[str, Any], int]:
             ctx, body = self.ctx(), self.body(EnrolBody)
             photos = body.photos()  # every photo decoded before the first is stored
+            request_id, started = self._once_per_token(ctx, "enrol", body)
+            if started:
+                return {"request_id": request_id, "status": "submitted", "duplicate": True}, 202
             refs = [
                 self._put(f"tenants/{ctx.tenant_id}/uploads/{body.gallery_id}/{uuid.uuid4().hex}", data)
                 for data in photos
             ]
             request = WorkflowRequest.for_upload(
-                ctx, refs, "enrol", body.gallery_id, subject_id=body.subject_id, consent_id=body.consent_id
+                ctx,
+                refs,
+                "enrol",
+                body.gallery_id,
+                subject_id=body.subject_id,
+                consent_id=body.consent_id,
+                request_id=request_id,
             )
-            self.submissions.mark(ctx, request.request_id, "enrol", self.service.clock())
-            self._start(self.settings.enrol_state_machine_arn, request)
+            self._submit(ctx, self.settings.enrol_state_machine_arn, request, claimed=request_id is not None)
             return {"request_id": request.request_id, "status": "submitted"}, 202
 
         @app.post("/bulk-enrolments")
         def bulk_enrol() -> tuple[dict[str, Any], int]:
             ctx, body = self.ctx(), self.body(BulkBody)
+            request_id, started = self._once_per_token(ctx, "bulk_enrol", body)
+            if started:
+                return {"request_id": request_id, "status": "submitted", "duplicate": True}, 202
             key = f"tenants/{ctx.tenant_id}/manifests/{uuid.uuid4().hex}.jsonl"
             ref = self._put(key, body.manifest_jsonl.encode())
-            request = WorkflowRequest.for_upload(ctx, ref, "bulk_enrol", body.gallery_id)
-            self.submissions.mark(ctx, request.request_id, "bulk_enrol", self.service.clock())
-            self._start(self.settings.bulk_enrol_state_machine_arn, request)
+            request = WorkflowRequest.for_upload(ctx, ref, "bulk_enrol", body.gallery_id, request_id=request_id)
+            self._submit(ctx, self.settings.bulk_enrol_state_machine_arn, request, claimed=request_id is not None)
             return {"request_id": request.request_id, "status": "submitted"}, 202
 
         @app.get("/requests/<request_id>")

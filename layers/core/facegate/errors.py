@@ -142,6 +142,13 @@ class UnknownRequestError(FacegateError):
     code = "request.unknown"
 
 
+class ClientTokenReusedError(FacegateError):
+    """A client token already named a different request (another body or operation): a token names
+    one request, retried as often as needed, never two."""
+
+    code = "request.client_token_reused"
+
+
 class TenantNotFoundError(FacegateError):
     """No such tenant in the registry (operator paths only)."""
 

@@ -47,6 +47,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -196,8 +197,12 @@ class FacegateClient:
             raise ValueError(f"max_attempts is at least 1, not {self.max_attempts}")
         self._sleep = sleep
 
-    def _send(self, method: str, path: str, data: bytes | None, headers: dict[str, str]) -> bytes:
-        """One call with the retry rule above; the body of a 2xx answer."""
+    def _send(
+        self, method: str, path: str, data: bytes | None, headers: dict[str, str], *, idempotent: bool = False
+    ) -> bytes:
+        """One call with the retry rule above (``idempotent``: a POST carrying a client token, which the
+        service carries out once however often it arrives); the body of a 2xx answer."""
+        safe = idempotent or method in SAFE_METHODS
         request = urllib.request.Request(
             self.endpoint + path, data=data, method=method, headers={"Authorization": self.id_token, **headers}
         )
@@ -211,7 +216,7 @@ class FacegateClient:
                     return body
             except urllib.error.HTTPError as exc:
                 error = _api_error(exc)
-                retried = exc.code in (RETRIED_STATUSES if method in SAFE_METHODS else NOT_CARRIED_OUT)
+                retried = exc.code in (RETRIED_STATUSES if safe else NOT_CARRIED_OUT)
                 if not retried or attempt >= self.max_attempts:
                     raise error from None
                 retry_after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
@@ -219,16 +224,18 @@ class FacegateClient:
                 reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
                 # Refused: nothing was sent. Otherwise the request may have arrived: only safe methods repeat.
                 unsent = isinstance(reason, ConnectionRefusedError | socket.gaierror)
-                if attempt >= self.max_attempts or not (unsent or method in SAFE_METHODS):
+                if attempt >= self.max_attempts or not (unsent or safe):
                     raise FacegateConnectionError(
                         f"{method} {self.endpoint}{path.split('?')[0]} failed after {attempt} attempt(s): {reason}"
                     ) from None
             backoff = random.uniform(0, min(MAX_BACKOFF_S, 0.5 * 2 ** (attempt - 1)))
             self._sleep(max(backoff, retry_after or 0.0))
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, idempotent: bool = False
+    ) -> dict[str, Any]:
         data = json.dumps(body).encode() if body is not None else None
-        raw = self._send(method, path, data, {"Content-Type": "application/json"})
+        raw = self._send(method, path, data, {"Content-Type": "application/json"}, idempotent=idempotent)
         try:
             payload: dict[str, Any] = json.loads(raw or b"{}")
         except json.JSONDecodeError:
@@ -261,12 +268,18 @@ class FacegateClient:
         image: bytes | None = None,
         *,
         images: Sequence[bytes] | None = None,
+        client_token: str | None = None,
     ) -> dict[str, Any]:
         """Enrol a consenting subject from one photo (``image``) or several (``images``: 1 to 5 photos
         of the same person, fused by the service into one template). Returns ``request_id``; the
         outcome's ``result`` says how many ``references`` the template fuses. Photos of different
         people are refused (``image.photos_disagree``); more than five, or none, is a 400
-        (``request.enrolment_photos``)."""
+        (``request.enrolment_photos``).
+
+        ``client_token`` (a fresh one per call by default, as boto3 fills ClientToken): the service
+        enrols once per token, so the call is retried on 5xx and connection failures too, and calling
+        again with the same token returns the same ``request_id`` (``duplicate``: true). The same token
+        with other photos or ids is refused (409 ``request.client_token_reused``)."""
         if (image is None) == (images is None):
             raise TypeError("enrol takes one photo as image or several as images, not both (nor neither)")
         body: dict[str, Any] = {"gallery_id": gallery_id, "subject_id": subject_id, "consent_id": consent_id}
@@ -274,12 +287,17 @@ class FacegateClient:
             body["images_b64"] = [base64.b64encode(photo).decode() for photo in images]
         else:
             body["image_b64"] = base64.b64encode(image or b"").decode()
-        return self._call("POST", "/enrolments", body)
+        body["client_token"] = client_token or uuid.uuid4().hex
+        return self._call("POST", "/enrolments", body, idempotent=True)
 
-    def bulk_enrol(self, gallery_id: str, lines: list[dict[str, str]]) -> dict[str, Any]:
-        """``lines``: ``subject_id``, ``consent_id``, ``key`` (a photo already under ``uploads/``)."""
+    def bulk_enrol(
+        self, gallery_id: str, lines: list[dict[str, str]], *, client_token: str | None = None
+    ) -> dict[str, Any]:
+        """``lines``: ``subject_id``, ``consent_id``, ``key`` (a photo already under ``uploads/``).
+        ``client_token``: as :meth:`enrol`'s (one bulk job per token)."""
         manifest = "\n".join(json.dumps(line) for line in lines)
-        return self._call("POST", "/bulk-enrolments", {"gallery_id": gallery_id, "manifest_jsonl": manifest})
+        body = {"gallery_id": gallery_id, "manifest_jsonl": manifest, "client_token": client_token or uuid.uuid4().hex}
+        return self._call("POST", "/bulk-enrolments", body, idempotent=True)
 
     # --- recognition -------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from facegate.errors import InvalidIdentifierError
-from facegate.store.submissions import SUBMISSION_TTL, Submissions
+from facegate.store.submissions import SUBMISSION_TTL, Claim, Submissions, token_request_id
 from facegate.tenancy import TenantContext
 
 NOW = datetime(2026, 12, 3, 12, tzinfo=UTC)
@@ -42,3 +42,25 @@ def test_an_unknown_state_or_a_bad_id_is_refused(dynamo: str) -> None:
         Submissions().mark(A, RID, "search", NOW, state="done")
     with pytest.raises(InvalidIdentifierError):
         Submissions().get(A, "a#b", NOW)
+
+
+@pytest.mark.dynamo_backends("dynamodb-local")
+def test_concurrent_twins_claim_a_client_token_once(dynamo: str) -> None:
+    """Eight attempts with one token at once (DynamoDB Local: real conditional writes, no process lock):
+    exactly one claims it, every other sees that claim, not started."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = Submissions()
+    request_id = token_request_id("tenant-a", "enrol", "twin")
+    with ThreadPoolExecutor(8) as pool:
+        claims = list(pool.map(lambda _: store.claim(A, request_id, "enrol", "ab" * 32, NOW), range(8)))
+    assert sum(c is None for c in claims) == 1
+    assert {c for c in claims if c is not None} == {Claim("enrol", "ab" * 32, started=False)}
+    store.started(A, request_id)
+    assert store.claim(A, request_id, "enrol", "ab" * 32, NOW) == Claim("enrol", "ab" * 32, started=True)
+    assert store.get(A, request_id, NOW) == ("enrol", "queued")
+
+
+def test_a_token_names_one_request_per_tenant_and_operation() -> None:
+    ids = {token_request_id(t, op, "tok") for t in ("tenant-a", "tenant-b") for op in ("enrol", "bulk_enrol")}
+    assert len(ids) == 4

@@ -9,9 +9,12 @@ row, written when the workflow records its outcome, supersedes it.
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
+from facegate.errors import ConflictError
 from facegate.store.items import get_or_none, storage
 from facegate.store.models import SEP, CounterRecord
 from facegate.tenancy import TenantContext, check_entity_id
@@ -21,6 +24,21 @@ RUNNING: Final = "running"
 STATES: Final = (QUEUED, RUNNING)
 SUBMISSION_TTL: Final = timedelta(days=1)
 """Longer than any workflow runs (Enrol and Recognize time out at 15 minutes, BulkEnrol at a day)."""
+
+
+def token_request_id(tenant_id: str, operation: str, client_token: str) -> str:
+    """The request id a client token names: the same tenant, operation and token, the same request."""
+    return hashlib.sha256(f"client-token|{tenant_id}|{operation}|{client_token}".encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A client token's earlier use: what it was for (``fingerprint``, the sha256 of the request's body)
+    and whether its workflow was started."""
+
+    operation: str
+    fingerprint: str
+    started: bool
 
 
 class Submissions:
@@ -48,3 +66,44 @@ class Submissions:
         if record.expires_at is not None and record.expires_at <= now:
             return None
         return str(record.names[0]), str(record.names[1])
+
+    def claim(
+        self, ctx: TenantContext, request_id: str, operation: str, fingerprint: str, now: datetime
+    ) -> Claim | None:
+        """Claim a client token's request id for this body: ``None`` when this call claimed it, else the
+        earlier claim (the caller compares its fingerprint: the same body is a retry, another a misuse).
+        The claim is the submission's record (``queued``) as well."""
+        record = CounterRecord(
+            ctx.tenant_id,
+            self._key(request_id),
+            hits=0,
+            names=[operation, QUEUED],
+            blob=bytes.fromhex(fingerprint),
+            expires_at=now + SUBMISSION_TTL,
+        )
+        try:
+            with storage("claiming a client token"):
+                record.save(condition=CounterRecord.counter_key.does_not_exist())
+            return None
+        except ConflictError:
+            pass
+        held = self.held(ctx, request_id)
+        if held is None:  # expired and deleted between the two calls: claim it again
+            return self.claim(ctx, request_id, operation, fingerprint, now)
+        return held
+
+    def held(self, ctx: TenantContext, request_id: str) -> Claim | None:
+        """The claim on ``request_id``, if there is one."""
+        record = get_or_none(CounterRecord, "reading a client token", ctx.tenant_id, self._key(request_id))
+        if record is None:
+            return None
+        return Claim(
+            operation=str(record.names[0]) if record.names else "",
+            fingerprint=bytes(record.blob).hex() if record.blob is not None else "",
+            started=int(record.hits or 0) > 0,
+        )
+
+    def started(self, ctx: TenantContext, request_id: str) -> None:
+        """The claimed request's workflow was started: a retry with its token no longer starts one."""
+        with storage("recording a started request"):
+            CounterRecord(ctx.tenant_id, self._key(request_id)).update(actions=[CounterRecord.hits.set(1)])

@@ -228,15 +228,17 @@ class WorkflowRequest(_Model):
         subject_id: str | None = None,
         consent_id: str | None = None,
         test_set: TestSet | None = None,
+        request_id: str | None = None,
     ) -> WorkflowRequest:
         """An Enrol or BulkEnrol request for what the caller uploaded: one object, or an enrolment's
-        photos (the request id is the object versions', so a retried start finds the same request)."""
+        photos (the request id is the object versions', so a retried start finds the same request), or
+        ``request_id`` when a client token names it (a retried call finds the same request)."""
         photos = [image] if isinstance(image, ObjectRef) else list(image)
         if not photos:
             raise InvalidRequestError("an upload names at least one object")
         return cls.parse(
             {
-                "request_id": request_id_of(photos),
+                "request_id": request_id or request_id_of(photos),
                 "tenant_id": ctx.tenant_id,
                 "actor": ctx.actor,
                 "operation": operation,
