@@ -21,8 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-
-from facegate.sdk import (
+from facegate_sdk import (
     BadRequestError,
     FacegateApiError,
     FacegateClient,
@@ -249,7 +248,7 @@ def test_the_waiter_gives_up_with_a_timeout_error(
     script, url = service
     script.answers = [(200, {}, {"request_id": "r", "status": "running"})] * 50
     clock = iter(range(0, 1000, 10))
-    monkeypatch.setattr("facegate.sdk.time.monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr("facegate_sdk.time.monotonic", lambda: float(next(clock)))
     with pytest.raises(WaiterError, match="no outcome after 25"):
         _client(url, []).wait_for_request("r", timeout=25)
     assert issubclass(WaiterError, TimeoutError)
