@@ -19,7 +19,7 @@ from _images import chip_png as _chip
 
 from facegate import datasets
 from facegate.localcloud.cloud import LocalCloud
-from facegate.sdk import FacegateApiError, FacegateClient, UnknownRequestError
+from facegate.sdk import FacegateApiError, FacegateClient, UnauthorizedError, UnknownRequestError
 from facegate.service import FaceService
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -313,6 +313,21 @@ def test_every_error_is_a_problem_document(cloud: LocalCloud, officer: FacegateC
     assert status == 400
     assert body["type"].startswith("urn:facegate:problem:")
     assert body["status"] == 400
+    # API Gateway's own errors, as the template's GatewayResponses define them (the local API plays them).
+    status, content_type, body = _get_raw(officer, "/no-such-route")
+    assert (status, content_type, body["code"], body["status"]) == (
+        404,
+        "application/problem+json",
+        "http.no_route",
+        404,
+    )
+    anonymous = FacegateClient(officer.endpoint, "not-a-token")
+    with pytest.raises(UnauthorizedError) as refused:
+        anonymous.get_request("f" * 32)
+    assert (refused.value.code, refused.value.problem["status"]) == ("auth.unauthorized", 401)
+    assert refused.value.problem["request_id"]
+    status, body = _post_raw(officer, "/galleries", b"x" * (10 * 1024 * 1024 + 1))
+    assert (status, body["code"], body["type"]) == (413, "request.too_large", "urn:facegate:problem:request.too_large")
     status, content_type, body = _get_raw(officer, "/independent-tests/no-such-test")
     assert (status, content_type, body["status"], body["code"]) == (404, "application/problem+json", 404, "http.404")
 

@@ -90,6 +90,9 @@ class LocalApi:
         assert cloud.stack is not None
         self.cloud = cloud
         self.routes = routes_of(cloud.stack.apis[logical])
+        self.gateway_responses: dict[str, Any] = cloud.stack.apis[logical].get(
+            "x-amazon-apigateway-gateway-responses", {}
+        )
         api_id = cloud.stack.refs[logical]
         self.stage = cloud.stack.stages.get(api_id, "v1")
         self.verifier = IdTokenVerifier(
@@ -141,15 +144,16 @@ class LocalApi:
     ) -> tuple[int, dict[str, str], bytes]:
         parts = urlsplit(raw_path)
         prefix = f"/{self.stage}"
+        request_id = str(uuid.uuid4())
         if not parts.path.startswith(prefix + "/"):
-            return _json(403, {"message": "Forbidden"})
+            return self.gateway("MISSING_AUTHENTICATION_TOKEN", 403, "Missing Authentication Token", request_id)
         path = parts.path[len(prefix) :]
         matches = [(r, m) for r in self.routes if (m := r.pattern.match(path))]
         route_match = next(((r, m) for r, m in matches if r.method == method), None)
         if route_match is None:
-            return _json(405 if matches else 404, {"message": "Missing Authentication Token"})
+            return self.gateway("MISSING_AUTHENTICATION_TOKEN", 403, "Missing Authentication Token", request_id)
         if len(body) > MAX_BODY:
-            return _json(413, {"message": "Request Too Long"})
+            return self.gateway("REQUEST_TOO_LARGE", 413, "Request Too Long", request_id)
         route, match = route_match
         claims: dict[str, Any] = {}
         if route.authorizer is not None:
@@ -157,7 +161,7 @@ class LocalApi:
             try:
                 claims = self.verifier.claims(token)
             except UnauthorizedError:
-                return _json(401, {"message": "Unauthorized"})
+                return self.gateway("UNAUTHORIZED", 401, "Unauthorized", request_id)
         event = {
             "resource": route.template,
             "path": path,
@@ -174,7 +178,7 @@ class LocalApi:
                 "httpMethod": method,
                 "path": parts.path,
                 "stage": self.stage,
-                "requestId": str(uuid.uuid4()),
+                "requestId": request_id,
                 "authorizer": {"claims": {k: str(v) for k, v in claims.items()}},
                 "identity": {"sourceIp": "127.0.0.1"},
             },
@@ -187,7 +191,7 @@ class LocalApi:
             import sys  # the function's error is the operator's to read (CloudWatch there), never the caller's
 
             print(f"local API: {route.template} failed: {json.dumps(payload)[:2000]}", file=sys.stderr)
-            return _json(502, {"message": "Internal server error"})
+            return self.gateway("DEFAULT_5XX", 502, "Internal server error", request_id)
         out_headers = {k: str(v) for k, v in (payload.get("headers") or {}).items()}
         # A REST proxy integration may answer either form; API Gateway sends both (Powertools uses the
         # multi-value one, so without this every response would lose its Content-Type).
@@ -195,6 +199,30 @@ class LocalApi:
             out_headers[key] = ", ".join(str(v) for v in values)
         text = payload.get("body") or ""
         return int(payload.get("statusCode", 200)), out_headers, text.encode("utf-8")
+
+    def gateway(self, kind: str, status: int, message: str, request_id: str) -> tuple[int, dict[str, str], bytes]:
+        """API Gateway's own error response of ``kind`` as the deployed API defines it (its
+        ``GatewayResponses``: status, headers, template), falling back as API Gateway does to
+        DEFAULT_4XX or DEFAULT_5XX, and to its bare ``{"message": ...}`` where none is defined."""
+        fallback = "DEFAULT_5XX" if status >= 500 else "DEFAULT_4XX"
+        spec = self.gateway_responses.get(kind) or self.gateway_responses.get(fallback)
+        if spec is None:
+            return _json(status, {"message": message})
+        headers = {"Content-Type": "application/json"}
+        for key, value in (spec.get("responseParameters") or {}).items():
+            if key.startswith("gatewayresponse.header.") and value.startswith("'") and value.endswith("'"):
+                headers[key.removeprefix("gatewayresponse.header.")] = value[1:-1]
+        template = (spec.get("responseTemplates") or {}).get("application/json")
+        if template is None:
+            body = json.dumps({"message": message})
+        else:  # the context variables these templates use; API Gateway's VTL knows many more
+            body = (
+                template.replace("$context.error.messageString", json.dumps(message))
+                .replace("$context.error.message", message)
+                .replace("$context.error.responseType", kind)
+                .replace("$context.requestId", request_id)
+            )
+        return int(spec.get("statusCode") or status), headers, body.encode()
 
 
 def _json(status: int, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
