@@ -403,3 +403,45 @@ def test_a_retried_enrolment_with_its_client_token_enrols_once(
     for who in (subject, twin_subject, lost_subject):
         assert _enrolled_entries(officer, who) == 1, who
         assert officer.erase_subject(who)["templates_deleted"] == 1, who
+
+
+def test_every_decision_and_outcome_is_a_json_log_line_without_biometrics(
+    cloud: LocalCloud, officer: FacegateClient, people: dict[str, list[Path]]
+) -> None:
+    """At the template's INFO level, each decision (allowed or refused) and each request's end is one
+    JSON line from Powertools' Logger with the request id, tenant, use case, operation and reason
+    codes; no line carries a score, a template or an image."""
+    import io
+    import logging
+
+    _shared_gallery(officer)
+    # What the functions' Powertools Logger writes (the local cloud runs them in this process): its
+    # handlers' stream, read here instead of the process's stdout.
+    buffer = io.StringIO()
+    handlers = [h for h in logging.getLogger("facegate").handlers if isinstance(h, logging.StreamHandler)]
+    assert handlers, "the functions log through Powertools' Logger (service facegate)"
+    saved = [h.setStream(buffer) for h in handlers]
+    try:
+        answer = officer.search(SHARED, _chip(people[next(iter(people))][5]), purpose="entry")
+        unpurposed = officer.search(SHARED, _chip(people[next(iter(people))][6]))  # refused: no purpose
+    finally:
+        for handler, stream in zip(handlers, saved, strict=True):
+            handler.setStream(stream)
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
+    mine = [x for x in lines if x.get("request_id") in (answer["request_id"], unpurposed["request_id"])]
+    decisions = [x for x in mine if x.get("event") == "decision"]
+    assert {(d["request_id"], d["stage"], d["outcome"]) for d in decisions} >= {
+        (answer["request_id"], "request", "allowed"),
+        (answer["request_id"], "faces", "allowed"),
+        (unpurposed["request_id"], "request", "refused"),
+    }
+    refused = next(d for d in decisions if d["outcome"] == "refused")
+    assert refused["reason_codes"] == [r["code"] for r in unpurposed["decision"]["reasons"]]
+    assert (refused["tenant"], refused["use_case"], refused["operation"]) == (TENANT, "access_control", "search")
+    assert (refused["level"], refused["service"]) == ("INFO", "facegate")
+    assert refused["function_name"].endswith("PolicyCheckFunction")
+    ends = {(x["request_id"], x["status"]) for x in mine if x.get("event") == "outcome"}
+    assert ends == {(answer["request_id"], "completed"), (unpurposed["request_id"], "refused")}
+    text = json.dumps(mine)
+    for word in ("cosine", "score", "embedding", "image_b64", "candidates"):
+        assert word not in text, word

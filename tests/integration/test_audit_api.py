@@ -122,12 +122,17 @@ def test_a_broken_chain_is_answered_with_its_entries_and_the_fault_not_a_500(clo
         rec.details = {"deployment": "closed_facility"}
         rec.save()
 
+    from facegate import observability
+
+    before = observability.counts[observability.AUDIT_BROKEN]
     export = client.export_audit()
     assert export["verified"] is False
     assert export["anchor"] is None
     assert [e["seq"] for e in export["entries"]] == list(range(1, len(export["entries"]) + 1))
     assert export["error"]["kind"] == "altered"
     assert export["error"]["seq"] == seq
+    # ...and the operators hear of it: an ERROR line and the AuditChainBroken metric an alarm watches.
+    assert observability.counts[observability.AUDIT_BROKEN] == before + 1
     assert f"broken at seq {seq} (altered)" in export["error"]["message"]
 
 

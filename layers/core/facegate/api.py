@@ -34,6 +34,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError, Servic
 from botocore.exceptions import ClientError, ConnectTimeoutError, ReadTimeoutError
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from facegate import observability
 from facegate.accountability import render_html, tenant_report
 from facegate.audit.anchor import AnchorSigner, SignedAnchor, export_with_anchor
 from facegate.audit.chain import ChainReport
@@ -599,6 +600,9 @@ class TenantApi:
         def export_audit() -> dict[str, Any]:
             ctx = self.ctx()
             export = export_with_anchor(self.service.audit, self.anchors, ctx, held=self.held_anchor(ctx))
+            if export.error is not None:  # the answer carries it; the operators are paged on it too
+                seq = export.error.seq if isinstance(export.error.seq, int) else None
+                observability.audit_chain_broken(tenant=ctx.tenant_id, kind=export.error.kind, seq=seq)
             return export.to_dict()
 
         @app.post("/independent-tests")

@@ -1,8 +1,19 @@
-"""Security signals the domain raises outside a handler's own metric: one place, ids only.
+"""What the service says about itself: decisions, outcomes and security signals, one place, ids only.
 
-Never pass an embedding, a face crop, an image or a score here: these lines and metrics outlive the
-templates they describe. Each signal is a structured log line (``facegate.security`` logger) and a
-CloudWatch metric in embedded metric format, so an alarm can watch it without parsing text.
+Never pass an embedding, a face crop, an image, a score or a subject's result here: these lines and
+metrics outlive the templates they describe. Each is a structured log line (the ``facegate.*`` loggers:
+inside a Lambda handler they are children of Powertools' JSON ``Logger``, so every line is one JSON
+object with the function's context) and a CloudWatch metric in embedded metric format, with bounded
+dimensions (operation, use case, outcome, reason code: closed vocabularies, never a tenant's free text),
+so an alarm can watch it without parsing text.
+
+* ``decision``: every policy decision, allowed or refused (``facegate.decisions``, INFO), with the
+  request id, tenant, use case, operation, stage, policy version and reason codes; metrics
+  ``Decisions`` (operation, use_case, outcome) and, for a refusal, ``Refusals`` (operation, reason).
+* ``outcome``: how each request ended (``facegate.requests``: INFO when completed, WARNING when refused
+  or failed, with the reason codes); metric ``RequestOutcomes`` (operation, status, reason).
+* ``foreign_item``, ``discarded_upload``, ``audit_chain_broken``: security signals (``facegate.security``,
+  WARNING or ERROR), each its own metric, each watched by an alarm in the template.
 """
 
 from __future__ import annotations
@@ -17,7 +28,14 @@ NAMESPACE: Final = "facegate"
 FOREIGN_ITEM: Final = "ForeignItemDropped"
 DISCARDED_UPLOAD: Final = "UploadDiscarded"
 
+AUDIT_BROKEN: Final = "AuditChainBroken"
+DECISIONS: Final = "Decisions"
+REFUSALS: Final = "Refusals"
+OUTCOMES: Final = "RequestOutcomes"
+
 logger = logging.getLogger("facegate.security")
+decisions = logging.getLogger("facegate.decisions")
+requests = logging.getLogger("facegate.requests")
 counts: Counter[str] = Counter()
 """Signals raised in this process (tests read it; a Lambda container's copy dies with it)."""
 
@@ -44,3 +62,83 @@ def discarded_upload(*, key: str, reason: str, deleted: bool) -> None:
     )
     with single_metric(name=DISCARDED_UPLOAD, unit=MetricUnit.Count, value=1, namespace=NAMESPACE):
         pass
+
+
+def audit_chain_broken(*, tenant: str, kind: str, seq: int | None) -> None:
+    """A tenant's audit log failed verification (``kind``: ``broken``, ``truncated``, ``altered``): the
+    one thing that must never happen, so it is an ERROR line and a metric an alarm pages on."""
+    counts[AUDIT_BROKEN] += 1
+    logger.error(
+        "the audit log failed verification",
+        extra={"signal": AUDIT_BROKEN, "tenant": tenant, "kind": kind, "seq": seq},
+    )
+    # The service dimension alone: AuditChainBrokenAlarm watches this exact series (the kind is logged).
+    with single_metric(name=AUDIT_BROKEN, unit=MetricUnit.Count, value=1, namespace=NAMESPACE):
+        pass
+
+
+def decision(
+    *,
+    request_id: str | None,
+    tenant: str,
+    operation: str,
+    use_case: str,
+    stage: str,
+    allowed: bool,
+    reason_codes: list[str],
+    policy_version: str,
+    gallery_id: str | None,
+) -> None:
+    """One policy decision, allowed or refused: a structured line and its metrics."""
+    outcome = "allowed" if allowed else "refused"
+    counts[f"{DECISIONS}:{outcome}"] += 1
+    decisions.info(
+        f"{operation} {outcome}",
+        extra={
+            "event": "decision",
+            "request_id": request_id,
+            "tenant": tenant,
+            "operation": operation,
+            "use_case": use_case,
+            "stage": stage,
+            "outcome": outcome,
+            "reason_codes": reason_codes,
+            "policy_version": policy_version,
+            "gallery_id": gallery_id,
+        },
+    )
+    with single_metric(name=DECISIONS, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
+        metric.add_dimension(name="operation", value=operation)
+        metric.add_dimension(name="use_case", value=use_case)
+        metric.add_dimension(name="outcome", value=outcome)
+    if not allowed:
+        for code in reason_codes:
+            with single_metric(name=REFUSALS, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
+                metric.add_dimension(name="operation", value=operation)
+                metric.add_dimension(name="reason", value=code)
+
+
+def outcome(
+    *, request_id: str, tenant: str, operation: str, status: str, reason_codes: list[str], gallery_id: str | None
+) -> None:
+    """How a request ended (``completed``, ``refused``, ``failed``): a structured line and a metric."""
+    counts[f"{OUTCOMES}:{status}"] += 1
+    level = logging.INFO if status == "completed" else logging.WARNING
+    requests.log(
+        level,
+        f"{operation} {status}",
+        extra={
+            "event": "outcome",
+            "request_id": request_id,
+            "tenant": tenant,
+            "operation": operation,
+            "status": status,
+            "reason_codes": reason_codes,
+            "gallery_id": gallery_id,
+        },
+    )
+    with single_metric(name=OUTCOMES, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
+        metric.add_dimension(name="operation", value=operation)
+        metric.add_dimension(name="status", value=status)
+        if reason_codes:
+            metric.add_dimension(name="reason", value=reason_codes[0])

@@ -309,6 +309,37 @@ def _event_bus(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, An
     return p["Name"], {"Arn": arn, "Name": p["Name"]}
 
 
+def _topic(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    name = p.get("TopicName") or f"{stack.name}-{logical}"[:256]
+    attributes = {k: str(p[k]) for k in ("DisplayName", "KmsMasterKeyId") if k in p}
+    arn = stack.client("sns").create_topic(Name=name, Attributes=attributes)["TopicArn"]
+    return arn, {"TopicArn": arn, "TopicName": name}
+
+
+ALARM_FIELDS: Final = (
+    "AlarmDescription", "ActionsEnabled", "AlarmActions", "OKActions", "InsufficientDataActions", "MetricName",
+    "Namespace", "Statistic", "ExtendedStatistic", "Dimensions", "Period", "Unit", "EvaluationPeriods",
+    "DatapointsToAlarm", "Threshold", "ComparisonOperator", "TreatMissingData", "Metrics",
+)  # fmt: skip
+
+
+def _alarm(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    """CloudWatch's PutMetricAlarm takes the resource's properties as they are (moto checks their shape;
+    nothing here raises an alarm, since the local cloud has no metrics)."""
+    name = p.get("AlarmName") or f"{stack.name}-{logical}"[:255]
+    args = {k: p[k] for k in ALARM_FIELDS if k in p}
+    for key in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
+        if key in args:
+            args[key] = int(args[key])
+    if "Threshold" in args:
+        args["Threshold"] = float(args["Threshold"])
+    for query in args.get("Metrics", []):
+        if "MetricStat" in query:
+            query["MetricStat"]["Period"] = int(query["MetricStat"]["Period"])
+    stack.client("cloudwatch").put_metric_alarm(AlarmName=name, **args)
+    return name, {"Arn": stack.arn("cloudwatch", f"alarm:{name}")}
+
+
 def _table(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
     ddb = stack.client("dynamodb")
     args: dict[str, Any] = {
@@ -649,6 +680,8 @@ CREATORS: Final[dict[str, Callable[[Stack, str, dict[str, Any], dict[str, Any]],
     "AWS::S3::Bucket": _bucket,
     "AWS::S3::BucketPolicy": _bucket_policy,
     "AWS::Events::EventBus": _event_bus,
+    "AWS::SNS::Topic": _topic,
+    "AWS::CloudWatch::Alarm": _alarm,
     "AWS::Events::Rule": _rule,
     "AWS::DynamoDB::Table": _table,
     "AWS::IAM::Role": _role,

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from facegate import observability
 from facegate.audit import AuditLog
 from facegate.errors import (
     PolicyDeniedError,
@@ -120,8 +121,19 @@ class ServiceBase:
                 **facts,
             )
         )
+        gallery = facts.get("gallery")
+        observability.decision(
+            request_id=once.split(":", 1)[0] if once else None,
+            tenant=ctx.tenant_id,
+            operation=str(operation.value if hasattr(operation, "value") else operation),
+            use_case=use_case,
+            stage=decision.stage,
+            allowed=decision.allowed,
+            reason_codes=decision.codes,
+            policy_version=decision.policy_version,
+            gallery_id=gallery.gallery_id if gallery is not None else None,
+        )
         if not decision.allowed:
-            gallery = facts.get("gallery")
             self.audit.append(
                 ctx,
                 "request.denied",

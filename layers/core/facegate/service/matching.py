@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from facegate import observability
 from facegate.embedding import Embedding
 from facegate.errors import (
     EnumerationRefusedError,
@@ -229,7 +230,16 @@ class Matching(ServiceBase):
             existing = self.requests.get(ctx, row.request_id) if "request" in exc.names else None
             if existing is None:
                 raise
-            return existing
+            return existing  # said when it was first recorded
+        reasons = (row.result or {}).get("reasons", []) if row.status != "completed" else []
+        observability.outcome(
+            request_id=row.request_id,
+            tenant=ctx.tenant_id,
+            operation=row.operation,
+            status=row.status,
+            reason_codes=[str(r.get("code", "")) for r in reasons if isinstance(r, dict)],
+            gallery_id=row.gallery_id,
+        )
         return row
 
     def record_outcome(
