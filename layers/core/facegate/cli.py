@@ -499,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     local_sub.add_parser("deploy", help="deploy template.yaml locally and list the resources").set_defaults(
         func=_local_deploy
     )
+    from facegate import tenant_cli
+
+    tenant_cli.register(sub)
     return parser
 
 
@@ -530,6 +533,8 @@ def _exit_for(exc: BaseException) -> int:
         return _fail(code, f" [{exc.code}]: {exc.message}{_reasons(exc.decision)}")
     if isinstance(exc, FacegateConnectionError):
         return _fail(EXIT_ERROR, f" [connection]: {exc}")
+    if isinstance(exc, TimeoutError):  # a waiter gave up: no outcome yet
+        return _fail(EXIT_ERROR, f" [timeout]: {exc}")
     if isinstance(exc, READ_ERRORS) and exc.filename is not None:
         return _fail(EXIT_BAD_INPUT, f" [file]: cannot read {exc.filename}: {exc.strerror}")
     if isinstance(exc, KeyboardInterrupt):

@@ -23,6 +23,7 @@ from collections import Counter
 from typing import Final
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 NAMESPACE: Final = "facegate"
 FOREIGN_ITEM: Final = "ForeignItemDropped"
@@ -40,6 +41,16 @@ counts: Counter[str] = Counter()
 """Signals raised in this process (tests read it; a Lambda container's copy dies with it)."""
 
 
+def _metric(name: str, **dimensions: str) -> None:
+    """One count in embedded metric format, unless metrics are off (``POWERTOOLS_METRICS_DISABLED``, as
+    the local cloud sets: Powertools' ``single_metric`` prints regardless)."""
+    if is_metrics_disabled():
+        return
+    with single_metric(name=name, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
+        for key, value in dimensions.items():
+            metric.add_dimension(name=key, value=value)
+
+
 def foreign_item(*, caller: str, partition: str, template_id: str) -> None:
     """An item read for ``caller`` (through an index, which IAM does not confine) is not the caller's:
     it was dropped. Logged with the ids alone, and counted as a metric."""
@@ -48,8 +59,7 @@ def foreign_item(*, caller: str, partition: str, template_id: str) -> None:
         "dropped an item that is not the caller's",
         extra={"signal": FOREIGN_ITEM, "caller": caller, "partition": partition, "template_id": template_id},
     )
-    with single_metric(name=FOREIGN_ITEM, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
-        metric.add_dimension(name="tenant", value=caller)
+    _metric(FOREIGN_ITEM, tenant=caller)
 
 
 def discarded_upload(*, key: str, reason: str, deleted: bool) -> None:
@@ -60,8 +70,7 @@ def discarded_upload(*, key: str, reason: str, deleted: bool) -> None:
         "discarded an upload that names no valid tenant",
         extra={"signal": DISCARDED_UPLOAD, "key": key, "reason": reason, "deleted": deleted},
     )
-    with single_metric(name=DISCARDED_UPLOAD, unit=MetricUnit.Count, value=1, namespace=NAMESPACE):
-        pass
+    _metric(DISCARDED_UPLOAD)
 
 
 def audit_chain_broken(*, tenant: str, kind: str, seq: int | None) -> None:
@@ -72,9 +81,7 @@ def audit_chain_broken(*, tenant: str, kind: str, seq: int | None) -> None:
         "the audit log failed verification",
         extra={"signal": AUDIT_BROKEN, "tenant": tenant, "kind": kind, "seq": seq},
     )
-    # The service dimension alone: AuditChainBrokenAlarm watches this exact series (the kind is logged).
-    with single_metric(name=AUDIT_BROKEN, unit=MetricUnit.Count, value=1, namespace=NAMESPACE):
-        pass
+    _metric(AUDIT_BROKEN)  # the service dimension alone: AuditChainBrokenAlarm watches this exact series
 
 
 def decision(
@@ -107,15 +114,10 @@ def decision(
             "gallery_id": gallery_id,
         },
     )
-    with single_metric(name=DECISIONS, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
-        metric.add_dimension(name="operation", value=operation)
-        metric.add_dimension(name="use_case", value=use_case)
-        metric.add_dimension(name="outcome", value=outcome)
+    _metric(DECISIONS, operation=operation, use_case=use_case, outcome=outcome)
     if not allowed:
         for code in reason_codes:
-            with single_metric(name=REFUSALS, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
-                metric.add_dimension(name="operation", value=operation)
-                metric.add_dimension(name="reason", value=code)
+            _metric(REFUSALS, operation=operation, reason=code)
 
 
 def outcome(
@@ -137,8 +139,4 @@ def outcome(
             "gallery_id": gallery_id,
         },
     )
-    with single_metric(name=OUTCOMES, unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as metric:
-        metric.add_dimension(name="operation", value=operation)
-        metric.add_dimension(name="status", value=status)
-        if reason_codes:
-            metric.add_dimension(name="reason", value=reason_codes[0])
+    _metric(OUTCOMES, operation=operation, status=status, **({"reason": reason_codes[0]} if reason_codes else {}))
