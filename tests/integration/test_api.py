@@ -445,3 +445,44 @@ def test_every_decision_and_outcome_is_a_json_log_line_without_biometrics(
     text = json.dumps(mine)
     for word in ("cosine", "score", "embedding", "image_b64", "candidates"):
         assert word not in text, word
+
+
+def test_galleries_are_listed_and_described_requests_paged_and_a_consent_revoked(
+    cloud: LocalCloud, officer: FacegateClient, people: dict[str, list[Path]]
+) -> None:
+    from facegate.sdk import BadRequestError, NotFoundError
+
+    _shared_gallery(officer)
+    listed = {g["gallery_id"]: g for g in officer.list_galleries()["galleries"]}
+    assert SHARED in listed
+    described = officer.describe_gallery(SHARED)
+    assert described == listed[SHARED]
+    assert set(described) == {"gallery_id", "name", "use_case", "size", "max_size", "version", "model_version"}
+    assert (described["use_case"], described["model_version"]) == ("access_control", "sface-2021dec+flip")
+    other = FacegateClient(cloud.serve_api(), cloud.issue_token(OTHER, "guard-list"))
+    with pytest.raises(NotFoundError):  # another tenant's gallery is no gallery
+        other.describe_gallery(SHARED)
+    assert SHARED not in {g["gallery_id"] for g in other.list_galleries()["galleries"]}
+
+    subject = list(people)[-1]
+    until = datetime.now(UTC) + timedelta(days=9)
+    consent = officer.record_consent(subject, purpose="access_control", evidence=b"signed", expires_at=until)
+    enrolled = officer.enrol(SHARED, subject, consent["consent_id"], _chip(people[subject][0]))
+    assert officer.wait_for_request(enrolled["request_id"])["status"] == "completed"
+    revoked = officer.revoke_consent(subject, consent["consent_id"])
+    assert (revoked["revoked"], revoked["templates_deleted"]) == (True, 1)
+    assert "consent.revoked" in [e["action"] for e in officer.export_audit()["entries"]]
+
+    pages = list(officer.get_paginator("list_requests").paginate(PageSize=2))
+    assert len(pages) >= 2
+    assert all(len(p["requests"]) <= 2 for p in pages)
+    ids = [r["request_id"] for p in pages for r in p["requests"]]
+    assert len(ids) == len(set(ids))
+    assert enrolled["request_id"] in ids
+    assert ids == [r["request_id"] for r in officer.get_paginator("list_requests").items(PageSize=50)]
+    theirs = {r["request_id"] for r in other.get_paginator("list_requests").items()}
+    assert not theirs & set(ids)
+    with pytest.raises(BadRequestError):
+        officer.list_requests(next_token="not a token!")
+    with pytest.raises(BadRequestError):
+        officer.list_requests(limit=0)

@@ -51,7 +51,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import quote
@@ -71,6 +71,7 @@ __all__ = [
     "ForbiddenError",
     "GoneError",
     "NotFoundError",
+    "Paginator",
     "RefusedError",
     "ServiceError",
     "ThrottlingError",
@@ -270,6 +271,32 @@ class FacegateClient:
 
     def create_gallery(self, gallery_id: str, *, name: str, use_case: str) -> dict[str, Any]:
         return self._call("POST", "/galleries", {"gallery_id": gallery_id, "name": name, "use_case": use_case})
+
+    def list_galleries(self) -> dict[str, Any]:
+        """``galleries``: each with ``gallery_id``, ``name``, ``use_case``, ``size``, ``max_size``,
+        ``version`` and ``model_version``."""
+        return self._call("GET", "/galleries")
+
+    def describe_gallery(self, gallery_id: str) -> dict[str, Any]:
+        """One gallery as :meth:`list_galleries` lists it; :class:`NotFoundError` for none of yours."""
+        return self._call("GET", f"/galleries/{quote(gallery_id, safe='')}")
+
+    def revoke_consent(self, subject_id: str, consent_id: str) -> dict[str, Any]:
+        """Revoke a consent: every template enrolled under it is deleted in the same audited
+        transaction (``templates_deleted``)."""
+        return self._call("DELETE", f"/subjects/{quote(subject_id, safe='')}/consents/{quote(consent_id, safe='')}")
+
+    def list_requests(self, *, limit: int = 50, next_token: str | None = None) -> dict[str, Any]:
+        """One page of your requests (``requests``, as :meth:`get_request` returns each) and, when more
+        may follow, ``next_token``. :meth:`get_paginator` (``"list_requests"``) walks every page."""
+        query = f"?limit={int(limit)}" + (f"&next_token={quote(next_token, safe='')}" if next_token else "")
+        return self._call("GET", "/requests" + query)
+
+    def get_paginator(self, operation: str) -> Paginator:
+        """A paginator for a listing operation, as boto3's: ``paginate(PageSize=...)`` yields each page."""
+        if operation != "list_requests":
+            raise ValueError(f"no paginator for {operation!r} (list_requests has one)")
+        return Paginator(self.list_requests, "requests")
 
     def record_consent(self, subject_id: str, *, purpose: str, evidence: bytes, expires_at: datetime) -> dict[str, Any]:
         """Only the sha256 of ``evidence`` (the signed release) is kept by the service."""
@@ -527,6 +554,28 @@ class FacegateClient:
         return _wait(
             lambda: self.independent_test(test_id), f"independent test {test_id}", timeout, poll, 30.0, self._sleep
         )
+
+
+class Paginator:
+    """Walks a listing page by page, following ``next_token`` until there is none."""
+
+    def __init__(self, fetch: Callable[..., dict[str, Any]], key: str) -> None:
+        self._fetch = fetch
+        self.key = key
+
+    def paginate(self, *, PageSize: int = 50, StartingToken: str | None = None) -> Iterator[dict[str, Any]]:  # noqa: N803 - boto3's names
+        token = StartingToken
+        while True:
+            page = self._fetch(limit=PageSize, next_token=token)
+            yield page
+            token = page.get("next_token")
+            if not token:
+                return
+
+    def items(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item of every page, in order."""
+        for page in self.paginate(**kwargs):
+            yield from page.get(self.key, [])
 
 
 def _wait(

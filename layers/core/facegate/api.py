@@ -38,7 +38,7 @@ from facegate import observability
 from facegate.accountability import render_html, tenant_report
 from facegate.audit.anchor import AnchorSigner, SignedAnchor, export_with_anchor
 from facegate.audit.chain import ChainReport
-from facegate.embedding import MAX_REFERENCES
+from facegate.embedding import MAX_REFERENCES, MODEL_VERSION
 from facegate.errors import (
     ClientTokenReusedError,
     ConflictError,
@@ -291,6 +291,32 @@ def _request_view(row: Any) -> dict[str, Any]:
         "review_state": row.review_state,
         "reviewers": list(row.reviewers),
     }
+
+
+def _gallery_view(gallery: Any) -> dict[str, Any]:
+    """A gallery as the tenant reads it: its use case and caps, its size and version, its model."""
+    return {
+        "gallery_id": gallery.gallery_id,
+        "name": gallery.name,
+        "use_case": gallery.use_case,
+        "size": gallery.template_count,
+        "max_size": gallery.max_size,
+        "version": gallery.version,
+        "model_version": MODEL_VERSION,  # every template is made by this model (search refuses any other)
+    }
+
+
+def _page_token(token: str | None) -> str | None:
+    """A list's ``next_token`` back to the last id of the page before (base64url; anything else is a 400)."""
+    if token is None:
+        return None
+    try:
+        decoded = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise InvalidRequestError("next_token is not one this API gave") from None
+    if ENTITY_ID.fullmatch(decoded) is None:
+        raise InvalidRequestError("next_token is not one this API gave")
+    return decoded
 
 
 def _image(data_b64: str) -> bytes:
@@ -570,6 +596,34 @@ class TenantApi:
             request = WorkflowRequest.for_upload(ctx, ref, "bulk_enrol", body.gallery_id, request_id=request_id)
             self._submit(ctx, self.settings.bulk_enrol_state_machine_arn, request, claimed=request_id is not None)
             return {"request_id": request.request_id, "status": "submitted"}, 202
+
+        @app.get("/galleries")
+        def list_galleries() -> dict[str, Any]:
+            return {"galleries": [_gallery_view(g) for g in self.service.galleries.list_all(self.ctx())]}
+
+        @app.get("/galleries/<gallery_id>")
+        def describe_gallery(gallery_id: str) -> dict[str, Any]:
+            return _gallery_view(self.service.galleries.get(self.ctx(), gallery_id))
+
+        @app.delete("/subjects/<subject_id>/consents/<consent_id>")
+        def revoke_consent(subject_id: str, consent_id: str) -> dict[str, Any]:
+            ctx = self.ctx()
+            deleted = self.service.revoke_consent(ctx, check_entity_id(subject_id, "subject"), consent_id)
+            return {"subject_id": subject_id, "consent_id": consent_id, "revoked": True, "templates_deleted": deleted}
+
+        @app.get("/requests")
+        def list_requests() -> dict[str, Any]:
+            query = self.app.current_event.query_string_parameters or {}
+            try:
+                limit = int(query.get("limit", "50"))
+            except ValueError:
+                raise InvalidRequestError("limit is a whole number from 1 to 100") from None
+            after = _page_token(query.get("next_token"))
+            rows, last = self.service.requests.page(self.ctx(), limit=limit, after=after)
+            page: dict[str, Any] = {"requests": [_request_view(row) for row in rows]}
+            if last is not None:
+                page["next_token"] = base64.urlsafe_b64encode(last.encode()).decode().rstrip("=")
+            return page
 
         @app.get("/requests/<request_id>")
         def get_request(request_id: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from facegate.errors import (
     ConsentError,
     GalleryNotFoundError,
     InvalidIdentifierError,
+    InvalidRequestError,
     TenantNotFoundError,
 )
 from facegate.policy.gate import ApprovalFacts, GalleryFacts, TenantFacts
@@ -942,6 +943,21 @@ class Requests:
         except DoesNotExist:
             return None
         return _request(record)
+
+    def page(self, ctx: TenantContext, *, limit: int, after: str | None = None) -> tuple[list[RequestRow], str | None]:
+        """Up to ``limit`` of the caller's requests in request-id order, from after ``after`` (the last id
+        of the page before); the second value is the last id of this page when more may follow. The start
+        key is rebuilt from the caller's tenant, so no token can reach another partition."""
+        if not 1 <= limit <= 100:
+            raise InvalidRequestError(f"a page holds 1 to 100 requests, not {limit}")
+        start = None
+        if after is not None:
+            start = {"tenant_id": {"S": ctx.tenant_id}, "request_id": {"S": check_entity_id(after, "request")}}
+        with storage("listing requests"):
+            found = RequestRecord.query(ctx.tenant_id, limit=limit, last_evaluated_key=start, consistent_read=True)
+            rows = [_request(record) for record in found]
+            last = found.last_evaluated_key
+        return rows, (str(last["request_id"]["S"]) if last else None)
 
     def review_write(
         self, ctx: TenantContext, row: RequestRow, *, reviewer: str, confirm: bool, needed: int
