@@ -53,7 +53,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast, overload
 from urllib.parse import quote
 
 if TYPE_CHECKING:
@@ -65,15 +65,26 @@ __version__ = "0.1.0"
 __all__ = [
     "BadRequestError",
     "ConflictError",
+    "Consent",
+    "ConsentRevoked",
+    "Decision",
     "FacegateApiError",
     "FacegateClient",
     "FacegateConnectionError",
     "ForbiddenError",
+    "GalleryCreated",
+    "GalleryDescription",
+    "GalleryList",
     "GoneError",
     "NotFoundError",
     "Paginator",
+    "Reason",
     "RefusedError",
+    "Request",
+    "RequestPage",
+    "Review",
     "ServiceError",
+    "Submitted",
     "ThrottlingError",
     "UnauthorizedError",
     "UnknownRequestError",
@@ -81,6 +92,94 @@ __all__ = [
     "__version__",
     "verify_export",
 ]
+
+
+# --- typed results (each is the JSON object the API answers: a dict at run time, as boto3's) ----------
+
+
+class Reason(TypedDict):
+    code: str
+    message: str
+
+
+class Decision(TypedDict, total=False):
+    """The policy gate's decision: allowed or not, why, under which policy version."""
+
+    allowed: bool
+    reasons: list[Reason]
+    obligations: list[str]
+    policy_version: str
+    operation: str
+    use_case: str
+    threshold: float | None
+    max_results: int | None
+    stage: str
+
+
+class Request(TypedDict, total=False):
+    """A request as the service has it (``get_request``, the one-call ``verify`` and ``search``):
+    ``status`` ``queued`` or ``running`` (no outcome yet), ``completed``, ``refused`` or ``failed``."""
+
+    request_id: str
+    operation: str
+    gallery_id: str | None
+    status: str
+    decision: Decision | None
+    result: dict[str, Any] | None
+    review_state: str
+    reviewers: list[str]
+
+
+class Submitted(TypedDict, total=False):
+    """An accepted asynchronous request: read its outcome with ``wait_for_request``."""
+
+    request_id: str
+    status: str
+    duplicate: bool
+
+
+class RequestPage(TypedDict, total=False):
+    requests: list[Request]
+    next_token: str
+
+
+class GalleryCreated(TypedDict):
+    gallery_id: str
+    use_case: str
+    max_size: int
+
+
+class GalleryDescription(TypedDict):
+    gallery_id: str
+    name: str
+    use_case: str
+    size: int
+    max_size: int
+    version: int
+    model_version: str
+
+
+class GalleryList(TypedDict):
+    galleries: list[GalleryDescription]
+
+
+class Consent(TypedDict):
+    consent_id: str
+    subject_id: str
+    purpose: str
+
+
+class ConsentRevoked(TypedDict):
+    subject_id: str
+    consent_id: str
+    revoked: bool
+    templates_deleted: int
+
+
+class Review(TypedDict):
+    request_id: str
+    review_state: str
+    reviewers: list[str]
 
 
 class FacegateApiError(Exception):
@@ -269,28 +368,34 @@ class FacegateClient:
 
     # --- galleries and consent ------------------------------------------------------------------------
 
-    def create_gallery(self, gallery_id: str, *, name: str, use_case: str) -> dict[str, Any]:
-        return self._call("POST", "/galleries", {"gallery_id": gallery_id, "name": name, "use_case": use_case})
+    def create_gallery(self, gallery_id: str, *, name: str, use_case: str) -> GalleryCreated:
+        return cast(
+            GalleryCreated,
+            self._call("POST", "/galleries", {"gallery_id": gallery_id, "name": name, "use_case": use_case}),
+        )
 
-    def list_galleries(self) -> dict[str, Any]:
+    def list_galleries(self) -> GalleryList:
         """``galleries``: each with ``gallery_id``, ``name``, ``use_case``, ``size``, ``max_size``,
         ``version`` and ``model_version``."""
-        return self._call("GET", "/galleries")
+        return cast(GalleryList, self._call("GET", "/galleries"))
 
-    def describe_gallery(self, gallery_id: str) -> dict[str, Any]:
+    def describe_gallery(self, gallery_id: str) -> GalleryDescription:
         """One gallery as :meth:`list_galleries` lists it; :class:`NotFoundError` for none of yours."""
-        return self._call("GET", f"/galleries/{quote(gallery_id, safe='')}")
+        return cast(GalleryDescription, self._call("GET", f"/galleries/{quote(gallery_id, safe='')}"))
 
-    def revoke_consent(self, subject_id: str, consent_id: str) -> dict[str, Any]:
+    def revoke_consent(self, subject_id: str, consent_id: str) -> ConsentRevoked:
         """Revoke a consent: every template enrolled under it is deleted in the same audited
         transaction (``templates_deleted``)."""
-        return self._call("DELETE", f"/subjects/{quote(subject_id, safe='')}/consents/{quote(consent_id, safe='')}")
+        return cast(
+            ConsentRevoked,
+            self._call("DELETE", f"/subjects/{quote(subject_id, safe='')}/consents/{quote(consent_id, safe='')}"),
+        )
 
-    def list_requests(self, *, limit: int = 50, next_token: str | None = None) -> dict[str, Any]:
+    def list_requests(self, *, limit: int = 50, next_token: str | None = None) -> RequestPage:
         """One page of your requests (``requests``, as :meth:`get_request` returns each) and, when more
         may follow, ``next_token``. :meth:`get_paginator` (``"list_requests"``) walks every page."""
         query = f"?limit={int(limit)}" + (f"&next_token={quote(next_token, safe='')}" if next_token else "")
-        return self._call("GET", "/requests" + query)
+        return cast(RequestPage, self._call("GET", "/requests" + query))
 
     def get_paginator(self, operation: str) -> Paginator:
         """A paginator for a listing operation, as boto3's: ``paginate(PageSize=...)`` yields each page."""
@@ -298,17 +403,20 @@ class FacegateClient:
             raise ValueError(f"no paginator for {operation!r} (list_requests has one)")
         return Paginator(self.list_requests, "requests")
 
-    def record_consent(self, subject_id: str, *, purpose: str, evidence: bytes, expires_at: datetime) -> dict[str, Any]:
+    def record_consent(self, subject_id: str, *, purpose: str, evidence: bytes, expires_at: datetime) -> Consent:
         """Only the sha256 of ``evidence`` (the signed release) is kept by the service."""
-        return self._call(
-            "POST",
-            "/consents",
-            {
-                "subject_id": subject_id,
-                "purpose": purpose,
-                "evidence_b64": base64.b64encode(evidence).decode(),
-                "expires_at": expires_at.isoformat(),
-            },
+        return cast(
+            Consent,
+            self._call(
+                "POST",
+                "/consents",
+                {
+                    "subject_id": subject_id,
+                    "purpose": purpose,
+                    "evidence_b64": base64.b64encode(evidence).decode(),
+                    "expires_at": expires_at.isoformat(),
+                },
+            ),
         )
 
     def enrol(
@@ -320,7 +428,7 @@ class FacegateClient:
         *,
         images: Sequence[bytes] | None = None,
         client_token: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Submitted:
         """Enrol a consenting subject from one photo (``image``) or several (``images``: 1 to 5 photos
         of the same person, fused by the service into one template). Returns ``request_id``; the
         outcome's ``result`` says how many ``references`` the template fuses. Photos of different
@@ -339,16 +447,14 @@ class FacegateClient:
         else:
             body["image_b64"] = base64.b64encode(image or b"").decode()
         body["client_token"] = client_token or uuid.uuid4().hex
-        return self._call("POST", "/enrolments", body, idempotent=True)
+        return cast(Submitted, self._call("POST", "/enrolments", body, idempotent=True))
 
-    def bulk_enrol(
-        self, gallery_id: str, lines: list[dict[str, str]], *, client_token: str | None = None
-    ) -> dict[str, Any]:
+    def bulk_enrol(self, gallery_id: str, lines: list[dict[str, str]], *, client_token: str | None = None) -> Submitted:
         """``lines``: ``subject_id``, ``consent_id``, ``key`` (a photo already under ``uploads/``).
         ``client_token``: as :meth:`enrol`'s (one bulk job per token)."""
         manifest = "\n".join(json.dumps(line) for line in lines)
         body = {"gallery_id": gallery_id, "manifest_jsonl": manifest, "client_token": client_token or uuid.uuid4().hex}
-        return self._call("POST", "/bulk-enrolments", body, idempotent=True)
+        return cast(Submitted, self._call("POST", "/bulk-enrolments", body, idempotent=True))
 
     # --- recognition -------------------------------------------------------------------------------------
 
@@ -366,18 +472,21 @@ class FacegateClient:
         purpose: str | None = None,
         case_reference: str | None = None,
         threshold: float | None = None,
-    ) -> dict[str, Any]:
+    ) -> Request:
         """A 1:1 check in one call: the request as recorded, with its ``decision`` and ``result``
         (``result["matched"]``). A refusal is an answer: ``status`` ``refused`` with the reasons.
         :meth:`submit_verify` is the asynchronous form."""
-        return self._now(
-            "/verify",
-            gallery_id,
-            image,
-            subject_id=subject_id,
-            purpose=purpose,
-            case_reference=case_reference,
-            threshold=threshold,
+        return cast(
+            Request,
+            self._now(
+                "/verify",
+                gallery_id,
+                image,
+                subject_id=subject_id,
+                purpose=purpose,
+                case_reference=case_reference,
+                threshold=threshold,
+            ),
         )
 
     def search(
@@ -389,17 +498,20 @@ class FacegateClient:
         case_reference: str | None = None,
         top_k: int = 1,
         threshold: float | None = None,
-    ) -> dict[str, Any]:
+    ) -> Request:
         """A 1:N search of one of your galleries in one call: the request as recorded (``result``:
         the candidates above the threshold, possibly none). :meth:`submit_search` is asynchronous."""
-        return self._now(
-            "/search",
-            gallery_id,
-            image,
-            purpose=purpose,
-            case_reference=case_reference,
-            top_k=top_k,
-            threshold=threshold,
+        return cast(
+            Request,
+            self._now(
+                "/search",
+                gallery_id,
+                image,
+                purpose=purpose,
+                case_reference=case_reference,
+                top_k=top_k,
+                threshold=threshold,
+            ),
         )
 
     def _now(self, path: str, gallery_id: str, image: bytes, **fields: Any) -> dict[str, Any]:
@@ -416,16 +528,19 @@ class FacegateClient:
         purpose: str | None = None,
         case_reference: str | None = None,
         threshold: float | None = None,
-    ) -> dict[str, Any]:
+    ) -> Submitted:
         """Submit a 1:1 check; returns ``request_id`` (read the result with :meth:`wait_for_request`)."""
-        return self._probe(
-            gallery_id,
-            "verify",
-            image,
-            subject_id=subject_id,
-            purpose=purpose,
-            case_reference=case_reference,
-            threshold=threshold,
+        return cast(
+            Submitted,
+            self._probe(
+                gallery_id,
+                "verify",
+                image,
+                subject_id=subject_id,
+                purpose=purpose,
+                case_reference=case_reference,
+                threshold=threshold,
+            ),
         )
 
     def submit_search(
@@ -437,39 +552,42 @@ class FacegateClient:
         case_reference: str | None = None,
         top_k: int = 1,
         threshold: float | None = None,
-    ) -> dict[str, Any]:
+    ) -> Submitted:
         """Submit a 1:N search of one of your galleries; returns ``request_id``."""
-        return self._probe(
-            gallery_id,
-            "search",
-            image,
-            purpose=purpose,
-            case_reference=case_reference,
-            top_k=top_k,
-            threshold=threshold,
+        return cast(
+            Submitted,
+            self._probe(
+                gallery_id,
+                "search",
+                image,
+                purpose=purpose,
+                case_reference=case_reference,
+                top_k=top_k,
+                threshold=threshold,
+            ),
         )
 
-    def get_request(self, request_id: str) -> dict[str, Any]:
+    def get_request(self, request_id: str) -> Request:
         """The request as the service has it: ``status`` is ``queued`` or ``running`` (no outcome yet),
         or ``completed``, ``refused`` or ``failed`` with its ``decision`` and ``result``. A request you
         did not submit (or over a day old without an outcome) raises :class:`UnknownRequestError`."""
-        return self._call("GET", f"/requests/{quote(request_id, safe='')}")
+        return cast(Request, self._call("GET", f"/requests/{quote(request_id, safe='')}"))
 
     def wait_for_request(
         self, request_id: str, *, timeout: float = 60.0, poll: float = 0.2, max_poll: float = 5.0
-    ) -> dict[str, Any]:
+    ) -> Request:
         """Poll until the request has an outcome: the first wait ``poll`` seconds, each next one 1.5x
         longer up to ``max_poll``. :class:`WaiterError` after ``timeout``; :class:`UnknownRequestError`
         at once for a request the service does not know."""
 
         def outcome() -> dict[str, Any] | None:
             found = self.get_request(request_id)
-            return found if found.get("status") in FINAL_STATES else None
+            return dict(found) if found.get("status") in FINAL_STATES else None
 
-        return _wait(outcome, f"request {request_id}", timeout, poll, max_poll, self._sleep)
+        return cast(Request, _wait(outcome, f"request {request_id}", timeout, poll, max_poll, self._sleep))
 
-    def review(self, request_id: str, *, confirm: bool) -> dict[str, Any]:
-        return self._call("POST", f"/requests/{quote(request_id, safe='')}/review", {"confirm": confirm})
+    def review(self, request_id: str, *, confirm: bool) -> Review:
+        return cast(Review, self._call("POST", f"/requests/{quote(request_id, safe='')}/review", {"confirm": confirm}))
 
     # --- erasure and transparency ----------------------------------------------------------------------
 
@@ -559,7 +677,7 @@ class FacegateClient:
 class Paginator:
     """Walks a listing page by page, following ``next_token`` until there is none."""
 
-    def __init__(self, fetch: Callable[..., dict[str, Any]], key: str) -> None:
+    def __init__(self, fetch: Callable[..., Any], key: str) -> None:
         self._fetch = fetch
         self.key = key
 
