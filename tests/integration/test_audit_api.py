@@ -188,3 +188,35 @@ def test_an_anchor_the_service_did_not_sign_or_of_another_tenant_is_a_400(cloud:
         assert refused.value.status == 400, anchor
         assert refused.value.code == "request.invalid"
         assert reason in refused.value.message
+
+
+def test_the_log_reads_in_pages_by_sequence_and_each_page_checks_its_links(cloud: LocalCloud) -> None:
+    """GIVEN a tenant's log WHEN it is read a page at a time (from_seq, to_seq, limit) THEN the pages
+    together are the full export, each says its links hold; an entry edited in the table shows on the
+    page that holds it (and the page after it still links to it as stored); bad ranges are a 400."""
+    from facegate.sdk import BadRequestError
+
+    tenant, client = tenant_with_a_denial(cloud)
+    full = client.export_audit()["entries"]
+    assert len(full) >= 2
+    pages = list(client.get_paginator("audit_page").paginate(PageSize=1))
+    assert [e for p in pages for e in p["entries"]] == full
+    assert all(p["links_verified"] for p in pages)
+    assert pages[0]["next_seq"] == 2
+    assert "next_seq" not in pages[-1]
+    ranged = client.audit_page(from_seq=2, to_seq=2)
+    assert [e["seq"] for e in ranged["entries"]] == [2]
+    assert ranged["links_verified"] is True
+
+    seq = denial_seq(client.export_audit())
+    with cloud.admin():
+        rec = record(tenant, seq)
+        rec.details = {"deployment": "closed_facility"}
+        rec.save()
+    broken = client.audit_page(from_seq=seq, to_seq=seq)
+    assert broken["links_verified"] is False
+    assert (broken["error"]["kind"], broken["error"]["seq"]) == ("altered", seq)
+
+    for bad in ({"from_seq": 0}, {"from_seq": 3, "to_seq": 2}, {"limit": 5000}):
+        with pytest.raises(BadRequestError):
+            client.audit_page(**bad)  # type: ignore[arg-type]

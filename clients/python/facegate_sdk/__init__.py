@@ -399,9 +399,11 @@ class FacegateClient:
 
     def get_paginator(self, operation: str) -> Paginator:
         """A paginator for a listing operation, as boto3's: ``paginate(PageSize=...)`` yields each page."""
-        if operation != "list_requests":
-            raise ValueError(f"no paginator for {operation!r} (list_requests has one)")
-        return Paginator(self.list_requests, "requests")
+        if operation == "list_requests":
+            return Paginator(self.list_requests, "requests")
+        if operation == "audit_page":
+            return Paginator(self.audit_page, "entries")
+        raise ValueError(f"no paginator for {operation!r} (list_requests and audit_page have one)")
 
     def record_consent(self, subject_id: str, *, purpose: str, evidence: bytes, expires_at: datetime) -> Consent:
         """Only the sha256 of ``evidence`` (the signed release) is kept by the service."""
@@ -609,6 +611,23 @@ class FacegateClient:
         token = anchor if isinstance(anchor, str) else _anchor_token(anchor)
         return self._call("GET", f"/audit?anchor={quote(token, safe='')}")
 
+    def audit_page(
+        self,
+        *,
+        from_seq: int = 1,
+        to_seq: int | None = None,
+        limit: int = 200,
+        next_token: str | None = None,
+    ) -> dict[str, Any]:
+        """Entries ``from_seq``..``to_seq`` of your audit log, at most ``limit`` (up to 1,000), with
+        ``links_verified`` (each hash and link of the page, the first to the entry before it) and, when
+        more follow, ``next_seq``. The whole chain and anchors: :meth:`export_audit`.
+        ``get_paginator("audit_page")`` walks a range."""
+        query = f"?from_seq={int(next_token or from_seq)}&limit={int(limit)}"
+        if to_seq is not None:
+            query += f"&to_seq={int(to_seq)}"
+        return self._call("GET", "/audit" + query)
+
     @overload
     def accountability_report(self, format: Literal["json"] = "json") -> dict[str, Any]: ...
 
@@ -681,10 +700,16 @@ class Paginator:
         self._fetch = fetch
         self.key = key
 
-    def paginate(self, *, PageSize: int = 50, StartingToken: str | None = None) -> Iterator[dict[str, Any]]:  # noqa: N803 - boto3's names
+    def paginate(
+        self,
+        *,
+        PageSize: int = 50,  # noqa: N803 - boto3's names
+        StartingToken: str | None = None,  # noqa: N803
+        **kwargs: Any,
+    ) -> Iterator[dict[str, Any]]:
         token = StartingToken
         while True:
-            page = self._fetch(limit=PageSize, next_token=token)
+            page = self._fetch(limit=PageSize, next_token=token, **kwargs)
             yield page
             token = page.get("next_token")
             if not token:

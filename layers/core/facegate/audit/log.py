@@ -289,6 +289,20 @@ class AuditLog:
             entries.append(entry)
         return entries
 
+    def between(self, ctx: TenantContext, first: int, last: int, *, limit: int) -> list[AuditEntry]:
+        """At most ``limit`` entries with ``first <= seq <= last``, in seq order (one bounded query:
+        :mod:`facegate.audit.pages` reads a long log page by page this way)."""
+        if first < 1 or last < first or limit < 1:
+            raise ValueError("a range is 1 <= first <= last, with a limit of 1 or more")
+        entries: list[AuditEntry] = []
+        for raw in self._query(ctx.tenant_id, AuditRecord.seq.between(first, last)):
+            entry = _decode(ctx.tenant_id, raw)
+            if isinstance(entry, AuditEntry):
+                entries.append(entry)
+            if len(entries) >= limit:
+                break
+        return entries
+
     def export(self, ctx: TenantContext) -> list[dict[str, JSON]]:
         """Every entry as a JSON-ready dict, for the tenant's own audit export.
 
