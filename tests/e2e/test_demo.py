@@ -24,9 +24,9 @@ def test_demo_enrols_matches_and_refuses(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_verify_command_reports_a_decision(capsys: pytest.CaptureFixture[str], fr_images: dict[str, Path]) -> None:
-    assert main(["verify", str(fr_images["obama"]), str(fr_images["obama2"])]) == 0
+    assert main(["verify", str(fr_images["obama"]), str(fr_images["obama2"]), "--json"]) == 0
     assert '"decision": "same person"' in capsys.readouterr().out
-    assert main(["verify", str(fr_images["obama"]), str(fr_images["biden"])]) == 0
+    assert main(["verify", str(fr_images["obama"]), str(fr_images["biden"]), "--json"]) == 1  # no match: exit 1
     assert '"decision": "different people"' in capsys.readouterr().out
 
 

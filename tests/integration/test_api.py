@@ -418,15 +418,26 @@ def test_every_decision_and_outcome_is_a_json_log_line_without_biometrics(
     # What the functions' Powertools Logger writes (the local cloud runs them in this process): its
     # handlers' stream, read here instead of the process's stdout.
     buffer = io.StringIO()
-    handlers = [h for h in logging.getLogger("facegate").handlers if isinstance(h, logging.StreamHandler)]
+    functions = logging.getLogger("facegate")
+    handlers = [h for h in functions.handlers if isinstance(h, logging.StreamHandler)]
     assert handlers, "the functions log through Powertools' Logger (service facegate)"
-    saved = [h.setStream(buffer) for h in handlers]
+    saved = [h.stream for h in handlers]
+    for handler in handlers:  # not setStream: it flushes the old stream, which an earlier test may have closed
+        handler.stream = buffer
+    # The template's level (each function is its own process on Lambda; here one process holds them all,
+    # and an earlier local cloud of this test run may have set Powertools' logger to another level).
+    level = functions.level
+    from facegate.localcloud.template import load_template
+
+    globals_ = load_template(ROOT / "template.yaml")["Globals"]["Function"]["Environment"]["Variables"]
+    functions.setLevel(globals_["POWERTOOLS_LOG_LEVEL"])
     try:
         answer = officer.search(SHARED, _chip(people[next(iter(people))][5]), purpose="entry")
         unpurposed = officer.search(SHARED, _chip(people[next(iter(people))][6]))  # refused: no purpose
     finally:
         for handler, stream in zip(handlers, saved, strict=True):
-            handler.setStream(stream)
+            handler.stream = stream
+        functions.setLevel(level)
     lines = [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
     mine = [x for x in lines if x.get("request_id") in (answer["request_id"], unpurposed["request_id"])]
     decisions = [x for x in mine if x.get("event") == "decision"]

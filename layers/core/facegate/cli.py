@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from facegate import __version__
-from facegate.errors import FacegateError, InvalidRequestError, PolicyDeniedError
+from facegate.errors import (
+    AuditChainError,
+    FacegateError,
+    FetchError,
+    InvalidRequestError,
+    ModelError,
+    PolicyDeniedError,
+    StorageError,
+)
 
 if TYPE_CHECKING:  # the vision stack loads only for the commands that need it
     from facegate.vision import FacePipeline
@@ -523,10 +531,10 @@ def _exit_for(exc: BaseException) -> int:
     if isinstance(exc, PolicyDeniedError):
         return _fail(EXIT_REFUSED, f" [{exc.code}]: {exc.message}{_reasons(exc.decision)}")
     if isinstance(exc, FacegateError):
-        from facegate.api import status_of
-
-        status = status_of(exc)
-        return _fail(EXIT_BAD_INPUT if status < 500 else EXIT_ERROR, f" [{exc.code}]: {exc.message}")
+        # The machine's or the service's failures are 4; every other facegate error names what the
+        # caller gave (an argument, a file, an image, a use case): 2.
+        failed = isinstance(exc, StorageError | ModelError | FetchError | AuditChainError)
+        return _fail(EXIT_ERROR if failed else EXIT_BAD_INPUT, f" [{exc.code}]: {exc.message}")
     if isinstance(exc, FacegateApiError):
         refused = exc.status == 403 and exc.decision
         code = EXIT_REFUSED if refused else EXIT_BAD_INPUT if exc.status < 500 else EXIT_ERROR
