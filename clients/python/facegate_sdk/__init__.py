@@ -14,7 +14,9 @@ OpenCV, onnxruntime or AWS SDK. The ``facegate`` package carries it too, as ``fa
 
 The tenant is never a parameter: it comes from the identity behind the token. ``FacegateClient()`` with
 no arguments reads ``FACEGATE_API_URL`` and ``FACEGATE_ID_TOKEN`` (and ``FACEGATE_MAX_ATTEMPTS``,
-``FACEGATE_TIMEOUT``) from the environment.
+``FACEGATE_TIMEOUT``) from the environment; with ``FACEGATE_REFRESH_TOKEN`` and
+``FACEGATE_USER_POOL_CLIENT_ID`` too, the SDK refreshes the token itself before it expires and after a
+401 (:mod:`facegate_sdk.auth`; ``CognitoSession.sign_in`` signs a person in with SRP).
 
 Errors: the service's answers are :class:`FacegateApiError` subclasses by kind (:class:`BadRequestError`,
 :class:`UnauthorizedError`, :class:`RefusedError` with the gate's ``decision`` and ``reason_codes``,
@@ -56,6 +58,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast, overload
 from urllib.parse import quote
 
+from facegate_sdk.auth import AuthError, CognitoSession, StaticToken, TokenProvider, from_environment
+
 if TYPE_CHECKING:
     from facegate.audit.anchor import SignedAnchor
     from facegate.audit.chain import ChainReport
@@ -63,7 +67,9 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 __all__ = [
+    "AuthError",
     "BadRequestError",
+    "CognitoSession",
     "ConflictError",
     "Consent",
     "ConsentRevoked",
@@ -84,8 +90,10 @@ __all__ = [
     "RequestPage",
     "Review",
     "ServiceError",
+    "StaticToken",
     "Submitted",
     "ThrottlingError",
+    "TokenProvider",
     "UnauthorizedError",
     "UnknownRequestError",
     "WaiterError",
@@ -301,25 +309,34 @@ class FacegateClient:
         endpoint: str | None = None,
         id_token: str | None = None,
         *,
+        auth: TokenProvider | None = None,
         timeout: float | None = None,
         max_attempts: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         endpoint = endpoint or os.environ.get("FACEGATE_API_URL")
-        id_token = id_token or os.environ.get("FACEGATE_ID_TOKEN")
+        provider = auth or (StaticToken(id_token) if id_token else from_environment())
         if not endpoint:
             raise ValueError("no API endpoint: pass endpoint or set FACEGATE_API_URL (the stack's ApiUrl)")
-        if not id_token:
-            raise ValueError("no ID token: pass id_token or set FACEGATE_ID_TOKEN (from the tenant's sign-in)")
+        if provider is None:
+            raise ValueError(
+                "no token: pass id_token or auth (facegate_sdk.auth.CognitoSession), or set FACEGATE_ID_TOKEN "
+                "(and FACEGATE_REFRESH_TOKEN with FACEGATE_USER_POOL_CLIENT_ID for a session the SDK refreshes)"
+            )
         if not endpoint.startswith(("https://", "http://")):
             raise ValueError(f"the endpoint is an http(s) URL, not {endpoint[:60]!r}")
         self.endpoint = endpoint.rstrip("/")
-        self.id_token = id_token
+        self.auth: TokenProvider = provider
         self.timeout = float(timeout if timeout is not None else os.environ.get("FACEGATE_TIMEOUT") or 30.0)
         self.max_attempts = max_attempts if max_attempts is not None else _int_from_env("FACEGATE_MAX_ATTEMPTS", 3)
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts is at least 1, not {self.max_attempts}")
         self._sleep = sleep
+
+    @property
+    def id_token(self) -> str:
+        """The token the next call sends (refreshed first if it nears its expiry)."""
+        return self.auth.token()
 
     def _send(
         self, method: str, path: str, data: bytes | None, headers: dict[str, str], *, idempotent: bool = False
@@ -327,19 +344,27 @@ class FacegateClient:
         """One call with the retry rule above (``idempotent``: a POST carrying a client token, which the
         service carries out once however often it arrives); the body of a 2xx answer."""
         safe = idempotent or method in SAFE_METHODS
-        request = urllib.request.Request(
-            self.endpoint + path, data=data, method=method, headers={"Authorization": self.id_token, **headers}
-        )
         attempt = 0
+        refreshed = False
         while True:
             attempt += 1
             retry_after: float | None = None
+            request = urllib.request.Request(
+                self.endpoint + path, data=data, method=method, headers={"Authorization": self.auth.token(), **headers}
+            )
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     body: bytes = response.read()
                     return body
             except urllib.error.HTTPError as exc:
                 error = _api_error(exc)
+                if exc.code == 401 and not refreshed and not isinstance(self.auth, StaticToken):
+                    # The token expired or was revoked on the way: the request was not carried out
+                    # (the gateway refused it), so one more try with a fresh token is safe.
+                    self.auth.expired()
+                    refreshed = True
+                    attempt -= 1
+                    continue
                 retried = exc.code in (RETRIED_STATUSES if safe else NOT_CARRIED_OUT)
                 if not retried or attempt >= self.max_attempts:
                     raise error from None

@@ -41,6 +41,7 @@ from facegate.audit.chain import ChainReport
 from facegate.audit.pages import DEFAULT_PAGE, read_page
 from facegate.embedding import MAX_REFERENCES, MODEL_VERSION
 from facegate.errors import (
+    AlreadyExistsError,
     ClientTokenReusedError,
     ConflictError,
     ConsentError,
@@ -219,6 +220,7 @@ STATUS = {
     GalleryNotFoundError: 404,
     UnknownRequestError: 404,
     ClientTokenReusedError: 409,
+    AlreadyExistsError: 409,
     TenantNotFoundError: 403,
     ConflictError: 409,
 }

@@ -413,6 +413,18 @@ def _local_deploy(_: argparse.Namespace) -> int:
     return 0
 
 
+def _local_serve(args: argparse.Namespace) -> int:
+    from facegate.localcloud.serve import serve_forever
+
+    return serve_forever(
+        aws_port=args.aws_port,
+        api_port=args.api_port,
+        write_env=args.write_env,
+        env_vars=args.env_vars,
+        seed=not args.no_seed,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facegate",
@@ -507,9 +519,23 @@ def build_parser() -> argparse.ArgumentParser:
     local_sub.add_parser("deploy", help="deploy template.yaml locally and list the resources").set_defaults(
         func=_local_deploy
     )
-    from facegate import tenant_cli
+    local_serve = local_sub.add_parser(
+        "serve",
+        help="a long-lived local stack on loopback for other processes (state in memory)",
+        description="Deploy the template into moto and serve it on loopback until interrupted: moto's "
+        "endpoint (S3, DynamoDB, Step Functions, STS, Cognito, CloudFormation) for boto3 and the AWS CLI, "
+        "and the tenant API. Prints the environment to use; everything is lost when it stops.",
+    )
+    local_serve.add_argument("--aws-port", type=int, default=4566, help="moto's endpoint (default 4566; 0: any)")
+    local_serve.add_argument("--api-port", type=int, default=8787, help="the tenant API (default 8787; 0: any)")
+    local_serve.add_argument("--write-env", type=Path, help="a folder for tenant.env, operator.env and state.json")
+    local_serve.add_argument("--env-vars", type=Path, help="a JSON of each function's variables for sam local invoke")
+    local_serve.add_argument("--no-seed", action="store_true", help="no demo tenant (onboard your own)")
+    local_serve.set_defaults(func=_local_serve)
+    from facegate import operator_cli, tenant_cli
 
     tenant_cli.register(sub)
+    operator_cli.register(sub)
     return parser
 
 

@@ -149,6 +149,12 @@ class ClientTokenReusedError(FacegateError):
     code = "request.client_token_reused"
 
 
+class AlreadyExistsError(FacegateError):
+    """What the caller asks to create exists already (a tenant id, a user name): the caller's to change."""
+
+    code = "request.already_exists"
+
+
 class TenantNotFoundError(FacegateError):
     """No such tenant in the registry (operator paths only)."""
 

@@ -668,10 +668,10 @@ def test_adapter_lambda_runs_each_handler_in_its_own_environment_only(
 
 
 def _tenant_stack(adapter: Adapter, name: str = "gaps", edit: Callable[[dict[str, Any]], None] | None = None) -> Stack:
-    """The real template's tables, tenant role and operator role, translated and deployed into moto: what
+    """The real template's tables, tenant role, operator role and user pool, translated and deployed into moto: what
     the adapter enforces is read from there (``edit`` changes the template first)."""
     template = translate(load_template(ROOT / "template.yaml"), region=REGION)
-    keep = {"DataKey", "ProbeBucket", "TenantDataRole", "OperatorRole"} | {
+    keep = {"DataKey", "ProbeBucket", "TenantDataRole", "OperatorRole", "TenantUserPool"} | {
         k for k, v in template["Resources"].items() if v["Type"] == "AWS::DynamoDB::Table"
     }
     sub = {"Resources": {k: v for k, v in template["Resources"].items() if k in keep}}

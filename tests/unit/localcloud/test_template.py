@@ -419,13 +419,21 @@ def test_no_role_may_rewrite_or_delete_audit_entries(translated: dict[str, Any])
 def test_the_operators_have_their_own_role(translated: dict[str, Any]) -> None:
     """Operators write the registry and append the audit entry that records an approval (one transaction
     with the registry update, in the tenant's audit partition); to act for a tenant they open a tenant
-    session like any request. Only principals of this account that signed in with MFA may assume it."""
+    session like any request. Only principals of this account that signed in with MFA may assume it.
+    They list the registry (a Scan of the tenants table, nothing else), manage the user pool's users
+    (never its clients or its configuration) and read this stack's outputs."""
     role = translated["Resources"]["OperatorRole"]["Properties"]
     assert _grants(translated, "OperatorRole") == {
-        "TenantsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        "TenantsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Scan"},
         "AuditTable": {"dynamodb:GetItem", "dynamodb:PutItem"},
     }
     statements = [s for p in role["Policies"] for s in _as_list(p["PolicyDocument"]["Statement"])]
+    (users,) = [s for s in statements if s.get("Sid") == "TenantUsers"]
+    assert users["Resource"] == {"Fn::GetAtt": ["TenantUserPool", "Arn"]}
+    assert all(a.startswith("cognito-idp:Admin") or a == "cognito-idp:ListUsers" for a in users["Action"])
+    (stack,) = [s for s in statements if s.get("Sid") == "StackOutputs"]
+    assert stack["Action"] == "cloudformation:DescribeStacks"
+    assert "${AWS::StackName}/*" in stack["Resource"]["Fn::Sub"]
     sts = [s for s in statements if any(a.startswith("sts:") for a in _as_list(s["Action"]))]
     assert [(set(s["Action"]), s["Resource"]) for s in sts] == [
         ({"sts:AssumeRole", "sts:TagSession"}, {"Fn::GetAtt": ["TenantDataRole", "Arn"]})

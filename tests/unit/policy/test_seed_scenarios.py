@@ -244,6 +244,22 @@ def test_an_expired_approval_is_denied(gate: PolicyGate) -> None:
     assert decision.codes == ["request.approval_expired"]
 
 
+def test_a_revoked_approval_is_refused_with_its_own_reason(gate: PolicyGate) -> None:
+    """An operator revoked the approval: the search is refused as revoked (not as never approved), and
+    a later approval of the same use case restores it; erasure and the audit export stay possible."""
+    revoked = ApprovalFacts(
+        use_case="access_control", deployment="closed_facility", expires_at=NOW + timedelta(days=30), status="revoked"
+    )
+    tenant = _tenant("state-prison-8", "corrections", "GB", "GB-ENG", revoked)
+    decision = gate.decide(_search(tenant))
+    assert not decision.allowed
+    assert decision.codes == ["request.approval_revoked"]
+    again = ApprovalFacts(use_case="access_control", deployment="closed_facility", expires_at=NOW + timedelta(days=30))
+    assert gate.decide(_search(_tenant("state-prison-8", "corrections", "GB", "GB-ENG", revoked, again))).allowed
+    other = ApprovalFacts(use_case="access_control", deployment="closed_facility", expires_at=NOW + timedelta(days=30))
+    assert gate.decide(_search(_tenant("state-prison-9", "corrections", "GB", "GB-ENG", other))).allowed
+
+
 def test_erasure_stays_possible_after_the_approval_expired(gate: PolicyGate) -> None:
     expired = _tenant(
         "state-prison-7",

@@ -211,9 +211,15 @@ class LocalCloud:
     def issue_token(self, tenant_id: str, username: str) -> str:
         """An operator creates a tenant user (``custom:tenant_id`` set by the operator, never by the user)
         and signs in as it: the ID token the SDK presents to the API."""
+        return self.sign_in(tenant_id, username, f"Local-{uuid.uuid4().hex}")["IdToken"]
+
+    def sign_in(self, tenant_id: str, username: str, password: str) -> dict[str, str]:
+        """Create the tenant user with ``password`` and sign in with SRP: ``IdToken`` and ``RefreshToken``.
+        (moto never checks an SRP password claim: the local stack is not a security boundary.)"""
+        from facegate_sdk.auth import CognitoSession
+
         idp = self.client("cognito-idp")
         pool, client = self.outputs["UserPoolId"], self.outputs["UserPoolClientId"]
-        password = f"Local-{uuid.uuid4().hex}"
         idp.admin_create_user(
             UserPoolId=pool,
             Username=username,
@@ -221,13 +227,9 @@ class LocalCloud:
             MessageAction="SUPPRESS",
         )
         idp.admin_set_user_password(UserPoolId=pool, Username=username, Password=password, Permanent=True)
-        auth = idp.admin_initiate_auth(
-            UserPoolId=pool,
-            ClientId=client,
-            AuthFlow="ADMIN_USER_PASSWORD_AUTH",
-            AuthParameters={"USERNAME": username, "PASSWORD": password},
-        )
-        return str(auth["AuthenticationResult"]["IdToken"])
+        # As a person signs in, with the flow the deployed app client allows (SRP, not an admin flow).
+        session = CognitoSession.sign_in(username, password, user_pool_id=pool, client_id=client, region=REGION)
+        return {"IdToken": session.token(), "RefreshToken": session.refresh_token}
 
     def stop(self) -> None:
         self._uploaders.clear()
@@ -264,11 +266,7 @@ class LocalCloud:
         import boto3
 
         if tenant_id not in self._uploaders:
-            creds = self.client("sts").assume_role(
-                RoleArn=self.outputs["TenantUploaderRoleArn"],
-                RoleSessionName=f"uploader-{tenant_id}"[:64],
-                Tags=[{"Key": "tenant_id", "Value": tenant_id}],
-            )["Credentials"]
+            creds = self.uploader_credentials(tenant_id)
             self._uploaders[tenant_id] = boto3.session.Session(
                 aws_access_key_id=creds["AccessKeyId"],
                 aws_secret_access_key=creds["SecretAccessKey"],
@@ -276,6 +274,15 @@ class LocalCloud:
                 region_name=REGION,
             ).client("s3")
         return self._uploaders[tenant_id]
+
+    def uploader_credentials(self, tenant_id: str) -> dict[str, Any]:
+        """A ``TenantUploaderRole`` session tagged with ``tenant_id`` (STS's ``Credentials``)."""
+        creds: dict[str, Any] = self.client("sts").assume_role(
+            RoleArn=self.outputs["TenantUploaderRoleArn"],
+            RoleSessionName=f"uploader-{tenant_id}"[:64],
+            Tags=[{"Key": "tenant_id", "Value": tenant_id}],
+        )["Credentials"]
+        return creds
 
     def put_object(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> ObjectRef:
         """Upload as a tenant system would (under ``tenants/<tenant>/``, through that tenant's uploader

@@ -293,6 +293,9 @@ class PolicyGate:
                 deployment == SANDBOX_DEPLOYMENT if tester else deployment in (use_case.deployments if use_case else ())
             ),
             "approval_expired": bool(current) and not live,
+            # Revoked by an operator, and nothing active or expired left for the use case: its own reason.
+            "approval_revoked": not current
+            and any(a.use_case == req.use_case and a.status == "revoked" for a in req.tenant.approvals),
             # Deployment names are compared exactly: "Camera_Network" or "bodycam" is not offered.
             "deployment_offered": deployment in DEPLOYMENTS,
             "deployment_allowed": deployment in (use_case.deployments if use_case else ()),

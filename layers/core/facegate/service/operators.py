@@ -6,24 +6,103 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from facegate.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    InvalidRequestError,
     PolicyDeniedError,
+    WriteConditionError,
 )
 from facegate.policy import Decision, Operation, PolicyRequest
-from facegate.store.repositories import (
-    Approval,
-)
-from facegate.tenancy import TenantContext
+from facegate.policy.catalog import RATE_OPERATIONS, default_catalog
+from facegate.service.base import ServiceBase
+from facegate.service.records import denial_text
+from facegate.store.repositories import Approval, Tenant
+from facegate.tenancy import TenantContext, check_tenant_id
 
 if TYPE_CHECKING:  # the vision stack (onnxruntime, OpenCV) stays out of the non-vision functions
     pass
 
-from facegate.service.base import ServiceBase
-from facegate.service.records import (
-    denial_text,
-)
-
 
 class Operators(ServiceBase):
+    """What an operator does to the registry. Every change commits in one transaction with its entry in
+    the tenant's audit log (``tenant.registered``, ``tenant.suspended``, ``approval.granted``, ...), so
+    an operator's change is never off the record; the actor is the operator's identity."""
+
+    def register_tenant(
+        self, operator: str, tenant_id: str, *, name: str, sector: str, country: str, jurisdiction: str
+    ) -> Tenant:
+        """Register a tenant (closed vocabularies, checked exactly); an id already taken is a conflict."""
+        write = self.registry.register_write(
+            tenant_id, name=name, sector=sector, country=country, jurisdiction=jurisdiction
+        )
+        record = write.item
+        ctx = TenantContext(tenant_id=tenant_id, actor=operator)
+        details = {k: getattr(record, k) for k in ("name", "sector", "country", "jurisdiction")}
+        try:
+            self.audit.append(
+                ctx,
+                "tenant.registered",
+                details,
+                writes=[write],
+            )
+        except WriteConditionError as exc:
+            raise AlreadyExistsError(f"a tenant {tenant_id} is already registered") from exc
+        return self.registry.get(tenant_id)
+
+    def set_tenant_status(self, operator: str, tenant_id: str, status: str, *, reason: str) -> Tenant:
+        """Suspend a tenant (every request refused, ``tenant.suspended``) or reinstate it; ``reason`` is recorded."""
+        before = self.registry.get(tenant_id)
+        if not reason.strip():
+            raise InvalidRequestError("say why (the reason goes on the tenant's audit record)")
+        write = self.registry.status_write(tenant_id, status)
+        action = "tenant.suspended" if status == "suspended" else "tenant.reinstated"
+        ctx = TenantContext(tenant_id=tenant_id, actor=operator)
+        self.audit.append(ctx, action, {"was": before.status, "reason": reason.strip()[:500]}, writes=[write])
+        return self.registry.get(tenant_id)
+
+    def revoke_use_case(self, operator: str, tenant_id: str, use_case: str, *, reason: str) -> Tenant:
+        """Revoke a tenant's approval of ``use_case``: the next request of that use case is refused."""
+        if not reason.strip():
+            raise InvalidRequestError("say why (the reason goes on the tenant's audit record)")
+        ctx = TenantContext(tenant_id=tenant_id, actor=operator)
+        for _ in range(3):  # a concurrent approval or revocation changed the list: read it again
+            tenant = self.registry.get(tenant_id)
+            write = self.registry.revoke_write(tenant, use_case)
+            try:
+                self.audit.append(
+                    ctx, "approval.revoked", {"use_case": use_case, "reason": reason.strip()[:500]}, writes=[write]
+                )
+            except WriteConditionError:
+                continue
+            return self.registry.get(tenant_id)
+        raise ConflictError(f"{tenant_id}'s approvals kept changing: try again")
+
+    def set_quota(
+        self, operator: str, tenant_id: str, use_case: str, operation: str, *, per_minute: int, per_day: int
+    ) -> Tenant:
+        """Lower a tenant's rate limits for one use case and operation; never above the catalog's."""
+        if operation not in RATE_OPERATIONS:
+            raise InvalidRequestError(f"a quota is for one of {', '.join(sorted(RATE_OPERATIONS))}, not {operation!r}")
+        limits = default_catalog().use_cases.get(use_case)
+        if limits is None:
+            raise InvalidRequestError(f"{use_case!r} is not a use case of the catalog")
+        ceiling = limits.rate_limits.get(operation)
+        if ceiling is not None and (per_minute > ceiling.per_minute or per_day > ceiling.per_day):
+            raise InvalidRequestError(
+                f"a quota only lowers the catalog's limit for {use_case} {operation} "
+                f"({ceiling.per_minute}/minute, {ceiling.per_day}/day)"
+            )
+        tenant = self.registry.get(check_tenant_id(tenant_id))
+        write = self.registry.quota_write(tenant, use_case, operation, per_minute=per_minute, per_day=per_day)
+        ctx = TenantContext(tenant_id=tenant_id, actor=operator)
+        self.audit.append(
+            ctx,
+            "quota.set",
+            {"use_case": use_case, "operation": operation, "per_minute": per_minute, "per_day": per_day},
+            writes=[write],
+        )
+        return self.registry.get(tenant_id)
+
     def approve_use_case(
         self,
         operator: str,

@@ -126,10 +126,19 @@ class TenantRegistry:
         """Register a tenant. Sector, country (ISO 3166-1 alpha-2) and jurisdiction are closed
         vocabularies, checked here exactly (``USA``, ``us`` or ``police`` are refused, never mapped),
         because the moratorium and the approvals are decided on them."""
+        write = self.register_write(tenant_id, name=name, sector=sector, country=country, jurisdiction=jurisdiction)
+        with storage("registering a tenant"):
+            write.item.save(condition=write.condition)
+        return _tenant(write.item)  # type: ignore[arg-type]
+
+    def register_write(self, tenant_id: str, *, name: str, sector: str, country: str, jurisdiction: str) -> Write:
+        """The write that registers a tenant (validated as :meth:`register`; fails if the id is taken)."""
         facts = validate_registration(sector, country, jurisdiction)
+        if not name.strip() or len(name) > 200:
+            raise InvalidRequestError("a tenant's name is 1-200 characters")
         record = TenantRecord(
             check_tenant_id(tenant_id),
-            name=name,
+            name=name.strip(),
             sector=facts.sector.value,
             country=facts.country,
             jurisdiction=facts.jurisdiction,
@@ -138,9 +147,12 @@ class TenantRegistry:
             quotas={},
             created_at=_now(),
         )
-        with storage("registering a tenant"):
-            record.save(condition=TenantRecord.tenant_id.does_not_exist())
-        return _tenant(record)
+        return Write("save", record, "tenant", condition=TenantRecord.tenant_id.does_not_exist())
+
+    def list_tenants(self) -> list[Tenant]:
+        """Every registered tenant (an operator's listing: a scan of the registry, never on a request path)."""
+        with storage("listing tenants"):
+            return sorted((_tenant(r) for r in TenantRecord.scan()), key=lambda t: t.tenant_id)
 
     def get(self, tenant_id: str) -> Tenant:
         try:
@@ -180,23 +192,54 @@ class TenantRegistry:
 
     def set_quota(self, tenant_id: str, use_case: str, operation: str, *, per_minute: int, per_day: int) -> Tenant:
         """Lower a tenant's limits for one use case and operation (the catalog's limits stay the ceiling)."""
-        if per_minute < 1 or per_day < 1:
-            raise ValueError("quotas are positive")
-        quotas = dict(self.get(tenant_id).quotas)
-        quotas.setdefault(use_case, {})[operation] = {"per_minute": per_minute, "per_day": per_day}
+        write = self.quota_write(self.get(tenant_id), use_case, operation, per_minute=per_minute, per_day=per_day)
         with storage("setting a quota"):
-            TenantRecord(check_tenant_id(tenant_id)).update(
-                actions=[TenantRecord.quotas.set(quotas)], condition=TenantRecord.tenant_id.exists()
-            )
+            commit([write], connection_of(TenantRecord))
         return self.get(tenant_id)
 
+    def quota_write(self, tenant: Tenant, use_case: str, operation: str, *, per_minute: int, per_day: int) -> Write:
+        """The write that sets one quota, conditioned on the quotas read (a concurrent change fails it)."""
+        if per_minute < 1 or per_day < 1:
+            raise InvalidRequestError("quotas are positive whole numbers")
+        quotas = {k: dict(v) for k, v in tenant.quotas.items()}
+        quotas.setdefault(use_case, {})[operation] = {"per_minute": per_minute, "per_day": per_day}
+        return Write(
+            "update",
+            TenantRecord(tenant.tenant_id),
+            "quota",
+            actions=[TenantRecord.quotas.set(quotas)],
+            condition=TenantRecord.tenant_id.exists(),
+        )
+
     def set_status(self, tenant_id: str, status: str) -> None:
-        if status not in {"active", "suspended"}:
-            raise ValueError(f"unknown tenant status {status}")
         with storage("changing a tenant's status"):
-            TenantRecord(check_tenant_id(tenant_id)).update(
-                actions=[TenantRecord.status.set(status)], condition=TenantRecord.tenant_id.exists()
-            )
+            commit([self.status_write(tenant_id, status)], connection_of(TenantRecord))
+
+    def status_write(self, tenant_id: str, status: str) -> Write:
+        if status not in {"active", "suspended"}:
+            raise InvalidRequestError(f"a tenant's status is active or suspended, not {status!r}")
+        return Write(
+            "update",
+            TenantRecord(check_tenant_id(tenant_id)),
+            "status",
+            actions=[TenantRecord.status.set(status)],
+            condition=TenantRecord.tenant_id.exists(),
+        )
+
+    def revoke_write(self, tenant: Tenant, use_case: str) -> Write:
+        """The write that revokes every active approval of ``use_case`` (the approvals as read must still
+        be there: a concurrent approval or revocation fails the condition, and the caller retries)."""
+        indexes = [i for i, a in enumerate(tenant.approvals) if a.use_case == use_case and a.status == "active"]
+        if not indexes:
+            raise InvalidRequestError(f"{tenant.tenant_id} holds no active approval for {use_case}")
+        condition = size(TenantRecord.approvals) == len(tenant.approvals)  # type: ignore[no-untyped-call]
+        actions = []
+        for i in indexes:
+            path = TenantRecord.approvals[i]
+            condition &= path["use_case"] == use_case
+            condition &= path["status"] == "active"
+            actions.append(path["status"].set("revoked"))
+        return Write("update", TenantRecord(tenant.tenant_id), "approval", actions=actions, condition=condition)
 
 
 # --- galleries -----------------------------------------------------------------------------------------

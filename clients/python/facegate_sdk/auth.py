@@ -1,0 +1,191 @@
+"""Tokens for the tenant API: a person's Cognito sign-in, kept fresh by the SDK itself.
+
+A person signs in with Cognito's SRP flow (the password never leaves the machine): the maintained
+implementation is ``pycognito``'s (``pip install 'facegate-sdk[srp]'``, which brings boto3). From then
+on the SDK needs no AWS SDK: it refreshes the ID token with the refresh token (Cognito's
+``REFRESH_TOKEN_AUTH``, one unsigned JSON call) before it expires and after a 401.
+
+    session = CognitoSession.sign_in("officer-ruiz", password, user_pool_id=..., client_id=..., region=...)
+    client = FacegateClient(api_url, auth=session)
+
+    # or, from the environment (FACEGATE_ID_TOKEN, FACEGATE_REFRESH_TOKEN, FACEGATE_USER_POOL_CLIENT_ID):
+    client = FacegateClient()
+
+The tenant is a claim the operator set on the user (``custom:tenant_id``); nothing here chooses it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Protocol
+
+REFRESH_MARGIN_S = 120.0
+"""A token this close to its expiry is refreshed before it is sent."""
+
+
+class AuthError(Exception):
+    """Signing in or refreshing a token failed (wrong password, disabled user, revoked refresh token)."""
+
+
+class TokenProvider(Protocol):
+    def token(self) -> str:
+        """A token to send now."""
+        ...
+
+    def expired(self) -> None:
+        """The API refused the last token (401): the next :meth:`token` must be a new one, if it can."""
+        ...
+
+
+class StaticToken:
+    """A token the caller manages (``FACEGATE_ID_TOKEN`` alone): sent as it is, never refreshed."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def token(self) -> str:
+        return self._token
+
+    def expired(self) -> None:
+        return None
+
+
+def _expiry(jwt: str) -> float:
+    """A JWT's ``exp`` (read, not verified: the API verifies; this only decides when to refresh)."""
+    try:
+        payload = jwt.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return float(claims["exp"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def cognito_endpoint(region: str) -> str:
+    """Cognito's endpoint: ``AWS_ENDPOINT_URL_COGNITO_IDP`` or ``AWS_ENDPOINT_URL`` when set (a local
+    stack), else the region's."""
+    override = os.environ.get("AWS_ENDPOINT_URL_COGNITO_IDP") or os.environ.get("AWS_ENDPOINT_URL")
+    return (override or f"https://cognito-idp.{region}.amazonaws.com").rstrip("/") + "/"
+
+
+class CognitoSession:
+    """A person's sign-in: an ID token, refreshed with the refresh token when it nears its expiry."""
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        refresh_token: str,
+        id_token: str | None = None,
+        region: str | None = None,
+        endpoint: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.client_id = client_id
+        self.region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        self.endpoint = endpoint or cognito_endpoint(self.region)
+        self.timeout = timeout
+        self._refresh_token = refresh_token
+        self._id_token = id_token
+        self._lock = threading.Lock()
+
+    @classmethod
+    def sign_in(
+        cls,
+        username: str,
+        password: str,
+        *,
+        user_pool_id: str,
+        client_id: str,
+        region: str | None = None,
+        endpoint: str | None = None,
+    ) -> CognitoSession:
+        """Sign in with SRP (``pycognito``'s implementation, through boto3's Cognito client)."""
+        try:
+            import boto3
+            from botocore import UNSIGNED
+            from botocore.config import Config
+            from pycognito.aws_srp import AWSSRP
+        except ImportError as exc:
+            raise AuthError("signing in with a password needs pycognito: pip install 'facegate-sdk[srp]'") from exc
+        region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        idp = boto3.client(
+            "cognito-idp",
+            region_name=region,
+            endpoint_url=endpoint,
+            # InitiateAuth and RespondToAuthChallenge are unsigned: no AWS credentials are needed.
+            config=Config(signature_version=UNSIGNED),
+        )
+        srp = AWSSRP(username=username, password=password, pool_id=user_pool_id, client_id=client_id, client=idp)
+        try:
+            result = srp.authenticate_user()["AuthenticationResult"]
+        except Exception as exc:  # pycognito raises boto3's errors and its own challenge exceptions
+            raise AuthError(f"signing in as {username} failed: {exc}") from exc
+        return cls(
+            client_id=client_id,
+            refresh_token=result["RefreshToken"],
+            id_token=result["IdToken"],
+            region=region,
+            endpoint=endpoint or cognito_endpoint(region),
+        )
+
+    @property
+    def refresh_token(self) -> str:
+        return self._refresh_token
+
+    def token(self) -> str:
+        with self._lock:
+            if self._id_token is None or _expiry(self._id_token) - time.time() < REFRESH_MARGIN_S:
+                self._id_token = self._refresh()
+            return self._id_token
+
+    def expired(self) -> None:
+        with self._lock:
+            self._id_token = None
+
+    def _refresh(self) -> str:
+        body = json.dumps(
+            {
+                "AuthFlow": "REFRESH_TOKEN_AUTH",
+                "ClientId": self.client_id,
+                "AuthParameters": {"REFRESH_TOKEN": self._refresh_token},
+            }
+        ).encode()
+        request = urllib.request.Request(
+            self.endpoint,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/x-amz-json-1.1",
+                "X-Amz-Target": "AWSCognitoIdentityProviderService.InitiateAuth",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                answer: dict[str, Any] = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:300]
+            raise AuthError(f"refreshing the token failed ({exc.code}): {detail}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise AuthError(f"refreshing the token failed: {exc}") from None
+        token = (answer.get("AuthenticationResult") or {}).get("IdToken")
+        if not isinstance(token, str):
+            raise AuthError("Cognito's answer carries no ID token")
+        return token
+
+
+def from_environment(id_token: str | None = None) -> TokenProvider | None:
+    """What the environment names: a refreshable session (``FACEGATE_REFRESH_TOKEN`` and
+    ``FACEGATE_USER_POOL_CLIENT_ID``, with ``FACEGATE_ID_TOKEN`` as its first token), or a fixed token
+    (``FACEGATE_ID_TOKEN`` alone); ``None`` when it names neither."""
+    token = id_token or os.environ.get("FACEGATE_ID_TOKEN") or None
+    refresh = os.environ.get("FACEGATE_REFRESH_TOKEN")
+    client_id = os.environ.get("FACEGATE_USER_POOL_CLIENT_ID")
+    if refresh and client_id:
+        return CognitoSession(client_id=client_id, refresh_token=refresh, id_token=token)
+    return StaticToken(token) if token else None
