@@ -9,6 +9,7 @@ import hashlib
 import json
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -497,3 +498,42 @@ def test_galleries_are_listed_and_described_requests_paged_and_a_consent_revoked
         officer.list_requests(next_token="not a token!")
     with pytest.raises(BadRequestError):
         officer.list_requests(limit=0)
+
+
+def _bulk_runs(cloud: LocalCloud) -> int:
+    sfn = cloud.client("stepfunctions")
+    return len(sfn.list_executions(stateMachineArn=cloud.state_machine_arn("BulkEnrolStateMachineArn"))["executions"])
+
+
+def _manifests(cloud: LocalCloud) -> set[str]:
+    listed = cloud.client("s3").list_object_versions(Bucket=cloud.bucket, Prefix=f"tenants/{TENANT}/manifests/")
+    return {f"{v['Key']}?{v['VersionId']}" for v in listed.get("Versions", [])}
+
+
+@pytest.mark.parametrize(
+    ("manifest", "gallery", "status", "says"),
+    [
+        ("00", None, 400, "manifest line 1"),
+        ('{"subject_id": "s-1", "consent_id": "c-1"}', None, 400, "manifest line 1"),
+        ('{"subject_id": "s-1", "consent_id": "c-1", "key": "tenants/lab-sdk/uploads/x.jpg"}', None, 400, "must lie"),
+        ("\n\n", None, 400, "no subject"),
+        ('{"subject_id": "s-1", "consent_id": "c-1", "key": "tenants/hmp-sdk/uploads/x.jpg"}', "no-such", 404, ""),
+    ],
+    ids=["not-json", "no-photo", "another-tenants-photo", "empty", "unknown-gallery"],
+)
+def test_a_bulk_manifest_is_checked_before_the_job_starts(
+    cloud: LocalCloud, officer: FacegateClient, manifest: str, gallery: str | None, status: int, says: str
+) -> None:
+    """GIVEN a malformed manifest, or a gallery the tenant does not hold WHEN it is submitted THEN the
+    answer is the caller's 4xx with the line at fault, and no manifest is stored, no job started, no
+    client token spent (the same token with a corrected body is a fresh request)."""
+    _shared_gallery(officer)
+    target = gallery or SHARED
+    stored, started = _manifests(cloud), _bulk_runs(cloud)
+    token = f"bulk-{uuid.uuid4().hex}"
+    body = {"gallery_id": target, "manifest_jsonl": manifest, "client_token": token}
+    code, answer = _post_raw(officer, "/bulk-enrolments", json.dumps(body).encode())
+    assert code == status, answer
+    assert says in answer["message"]
+    assert _manifests(cloud) == stored
+    assert _bulk_runs(cloud) == started

@@ -597,6 +597,13 @@ class TenantApi:
         @app.post("/bulk-enrolments")
         def bulk_enrol() -> tuple[dict[str, Any], int]:
             ctx, body = self.ctx(), self.body(BulkBody)
+            # Validated before anything is claimed, stored or started: a malformed manifest or a gallery the
+            # tenant does not hold is the caller's answer now, not a failed job later.
+            from facegate.batch import parse_manifest
+
+            parse_manifest(body.manifest_jsonl, ctx.tenant_id)
+            with tenant_scope(ctx.tenant_id):
+                self.service.galleries.get(ctx, check_entity_id(body.gallery_id, "gallery"))
             request_id, started = self._once_per_token(ctx, "bulk_enrol", body)
             if started:
                 return {"request_id": request_id, "status": "submitted", "duplicate": True}, 202

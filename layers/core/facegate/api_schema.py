@@ -70,6 +70,28 @@ def _resolver() -> Any:
     return TenantApi(None, None, None, settings).app  # type: ignore[arg-type]
 
 
+ACCEPTED: dict[tuple[str, str], tuple[str, bool]] = {
+    ("post", "/probes"): ("submitted: the upload's event starts Recognize", False),
+    ("post", "/enrolments"): ("submitted to Enrol", False),
+    ("post", "/bulk-enrolments"): ("submitted to the bulk job (the manifest is valid)", False),
+    ("post", "/independent-tests"): ("submitted to the sandbox", False),
+    ("post", "/verify"): ("still running past the API's wait: read the outcome by id", True),
+    ("post", "/search"): ("still running past the API's wait: read the outcome by id", True),
+}
+"""Operations that answer 202 (method, path → description, whether they may also answer 200)."""
+SUBMITTED_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "request_id": {"type": "string"},
+        "test_id": {"type": "string"},
+        "status": {"type": "string", "enum": ["submitted", "running"]},
+        "duplicate": {"type": "boolean"},
+        "set": {"type": "object"},
+    },
+    "required": ["status"],
+}
+
+
 def openapi_document() -> dict[str, Any]:
     app = _resolver()
     document: dict[str, Any] = json.loads(
@@ -84,6 +106,7 @@ def openapi_document() -> dict[str, Any]:
     )
     components = document.setdefault("components", {}).setdefault("schemas", {})
     components["Problem"] = PROBLEM_SCHEMA
+    components["Submitted"] = SUBMITTED_SCHEMA
     problem_ref = {"$ref": "#/components/schemas/Problem"}
     bodies = _bodies()
     for path, methods in document.get("paths", {}).items():
@@ -99,6 +122,14 @@ def openapi_document() -> dict[str, Any]:
                     "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
                 }
             responses = operation.setdefault("responses", {})
+            accepted = ACCEPTED.get((method, path))
+            if accepted is not None:  # submitted (or still running): the outcome is read by id
+                if not accepted[1]:
+                    responses.pop("200", None)
+                responses["202"] = {
+                    "description": accepted[0],
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Submitted"}}},
+                }
             responses.pop("422", None)  # Powertools' validation answer; this API answers 400 problems
             for status, what in (("400", "bad input"), ("401", "no valid token"), ("403", "refused"),
                                  ("404", "not found"), ("409", "conflict"), ("429", "throttled"),

@@ -125,9 +125,17 @@ class LocalApi:
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if self.command != "HEAD":
+                    self.wfile.write(body)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve  # noqa: N815
+            # Every method reaches dispatch, as every method reaches API Gateway: one the API does not
+            # define is its 403 "Missing Authentication Token", never this server's own 501 page.
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_TRACE = _serve  # noqa: N815
+
+            def __getattr__(self, name: str) -> Any:  # any other method token (QUERY, PROPFIND, ...)
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         threading.Thread(target=self._server.serve_forever, name="facegate-local-api", daemon=True).start()
@@ -171,8 +179,7 @@ class LocalApi:
             "queryStringParameters": {k: v[-1] for k, v in parse_qs(parts.query).items()} or None,
             "pathParameters": match.groupdict() or None,
             "stageVariables": None,
-            "body": body.decode("utf-8") if body else None,
-            "isBase64Encoded": False,
+            **_proxy_body(body),
             "requestContext": {
                 "resourcePath": route.template,
                 "httpMethod": method,
@@ -223,6 +230,19 @@ class LocalApi:
                 .replace("$context.requestId", request_id)
             )
         return int(spec.get("statusCode") or status), headers, body.encode()
+
+
+def _proxy_body(body: bytes) -> dict[str, Any]:
+    """The proxy event's body: text when it is UTF-8, else base64 with ``isBase64Encoded`` (as API Gateway
+    passes bytes it cannot pass as text), so a caller's stray bytes reach the function as its 400."""
+    if not body:
+        return {"body": None, "isBase64Encoded": False}
+    try:
+        return {"body": body.decode("utf-8"), "isBase64Encoded": False}
+    except UnicodeDecodeError:
+        import base64
+
+        return {"body": base64.b64encode(body).decode("ascii"), "isBase64Encoded": True}
 
 
 def _json(status: int, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
