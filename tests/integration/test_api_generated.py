@@ -72,7 +72,7 @@ def api() -> Iterator[dict[str, Any]]:
             service.approve_use_case(
                 "operator", ctx.tenant_id, use_case="access_control", deployment="closed_facility", expires_at=until
             )
-        (first, first_paths), (second, second_paths) = list(datasets.johns().items())[:2]
+        (first, first_paths), (_second, second_paths) = list(datasets.johns().items())[:2]
         _enrolled(cloud, service, MAIN, "staff", first, chip_png(first_paths[0]))
         other = _enrolled(cloud, service, OTHER, OTHER_GALLERY, OTHER_SUBJECT, chip_png(second_paths[0]))
         secrets = {OTHER.tenant_id, OTHER_GALLERY, OTHER_SUBJECT, other["consent_id"]}
