@@ -372,3 +372,43 @@ def test_a_revoked_use_case_is_refused_with_its_reason(served: dict[str, Any], o
     ]
     assert refusals
     assert all(line.get("reason_codes") for line in refusals)
+
+
+def test_a_person_invited_with_a_temporary_password_signs_in_with_the_cli(
+    served: dict[str, Any], onboarded: dict[str, str]
+) -> None:
+    """The operator creates a user without a password (a temporary one is printed, once); the person's
+    first ``facegate tenant sign-in`` must set a new one; then the printed variables drive the CLI, and a
+    wrong password is a one-line exit 2."""
+    created = _operator(served, "users", "create", TENANT, "new-officer", "--json")
+    assert created.returncode == EXIT_OK, created.stderr
+    temporary = json.loads(created.stdout)["temporary_password"]
+    pool = {
+        "AWS_ENDPOINT_URL": served["aws_endpoint"],
+        "AWS_REGION": served["region"],
+        "FACEGATE_USER_POOL_ID": _outputs(served)["UserPoolId"],
+        "FACEGATE_USER_POOL_CLIENT_ID": served["tenant"]["FACEGATE_USER_POOL_CLIENT_ID"],
+    }
+    args = ["tenant", "sign-in", "new-officer", "--password-stdin", "--json"]
+    first = subprocess.run(
+        [*FACEGATE, *args], input=f"{temporary}\n", env={**_clean_environment(), **pool},
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert first.returncode == EXIT_BAD_INPUT
+    assert "new password" in first.stderr
+    signed = subprocess.run(
+        [*FACEGATE, *args, "--new-password-stdin"], input=f"{temporary}\nNew-officer-pass-1\n",
+        env={**_clean_environment(), **pool}, cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert signed.returncode == EXIT_OK, signed.stderr
+    tokens = json.loads(signed.stdout)
+    listed = _run(["tenant", "galleries", "list", "--json"], {**pool, **tokens, "FACEGATE_API_URL": served["api_url"]})
+    assert listed.returncode == EXIT_OK, listed.stderr
+    disabled = _operator(served, "users", "disable", TENANT, "new-officer")
+    assert disabled.returncode == EXIT_OK, disabled.stderr
+    again = subprocess.run(
+        [*FACEGATE, *args], input="New-officer-pass-1\n", env={**_clean_environment(), **pool},
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert again.returncode == EXIT_BAD_INPUT
+    assert len(again.stderr.strip().splitlines()) == 1

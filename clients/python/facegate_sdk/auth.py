@@ -104,8 +104,11 @@ class CognitoSession:
         client_id: str,
         region: str | None = None,
         endpoint: str | None = None,
+        new_password: str | None = None,
     ) -> CognitoSession:
-        """Sign in with SRP (``pycognito``'s implementation, through boto3's Cognito client)."""
+        """Sign in with SRP (``pycognito``'s implementation, through boto3's Cognito client).
+        ``new_password``: a first sign-in with the temporary password an operator's invitation gave
+        (Cognito's ``NEW_PASSWORD_REQUIRED``) sets it."""
         try:
             import boto3
             from botocore import UNSIGNED
@@ -122,8 +125,17 @@ class CognitoSession:
             config=Config(signature_version=UNSIGNED),
         )
         srp = AWSSRP(username=username, password=password, pool_id=user_pool_id, client_id=client_id, client=idp)
+        from pycognito.exceptions import ForceChangePasswordException
+
         try:
-            result = srp.authenticate_user()["AuthenticationResult"]
+            try:
+                result = srp.authenticate_user()["AuthenticationResult"]
+            except ForceChangePasswordException:
+                if new_password is None:
+                    raise AuthError(f"{username} signs in for the first time: choose a new password") from None
+                result = srp.set_new_password_challenge(new_password)["AuthenticationResult"]
+        except AuthError:
+            raise
         except Exception as exc:  # pycognito raises boto3's errors and its own challenge exceptions
             raise AuthError(f"signing in as {username} failed: {exc}") from exc
         return cls(

@@ -565,6 +565,10 @@ def _exit_for(exc: BaseException) -> int:
         refused = exc.status == 403 and exc.decision
         code = EXIT_REFUSED if refused else EXIT_BAD_INPUT if exc.status < 500 else EXIT_ERROR
         return _fail(code, f" [{exc.code}]: {exc.message}{_reasons(exc.decision)}")
+    from facegate_sdk.auth import AuthError
+
+    if isinstance(exc, AuthError):  # a refused sign-in (password, disabled user, revoked refresh token)
+        return _fail(EXIT_BAD_INPUT, f" [auth]: {exc}")
     if isinstance(exc, FacegateConnectionError):
         return _fail(EXIT_ERROR, f" [connection]: {exc}")
     if isinstance(exc, TimeoutError):  # a waiter gave up: no outcome yet

@@ -39,10 +39,51 @@ MAX_PHOTOS = 5
 
 def _client(args: argparse.Namespace) -> Any:
     from facegate_sdk import FacegateClient
+    from facegate_sdk.auth import StaticToken, from_environment
 
     if not args.endpoint or not args.token:
-        raise InvalidRequestError("name the API and your token: --endpoint/--token or FACEGATE_API_URL/_ID_TOKEN")
-    return FacegateClient(args.endpoint, args.token, timeout=120.0)
+        raise InvalidRequestError(
+            "name the API and your token: --endpoint/--token or FACEGATE_API_URL/_ID_TOKEN (facegate tenant sign-in)"
+        )
+    # The environment's session (with its refresh token) renews itself; a token given on the line is used as is.
+    auth = from_environment() if args.token == os.environ.get("FACEGATE_ID_TOKEN") else StaticToken(args.token)
+    return FacegateClient(args.endpoint, auth=auth, timeout=120.0)
+
+
+def _sign_in(args: argparse.Namespace) -> int:
+    """A person's SRP sign-in; prints the variables the other commands and the SDK read."""
+    import getpass
+
+    from facegate_sdk.auth import CognitoSession
+
+    if not args.user_pool_id or not args.client_id:
+        raise InvalidRequestError(
+            "name the user pool: --user-pool-id/--client-id or FACEGATE_USER_POOL_ID/FACEGATE_USER_POOL_CLIENT_ID "
+            "(the stack's outputs UserPoolId and UserPoolClientId)"
+        )
+    password = (
+        sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass(f"password for {args.username}: ")
+    )
+    new_password = None
+    if args.new_password_stdin:
+        new_password = sys.stdin.readline().rstrip("\n")
+    session = CognitoSession.sign_in(
+        args.username,
+        password,
+        user_pool_id=args.user_pool_id,
+        client_id=args.client_id,
+        new_password=new_password,
+    )
+    env = {
+        "FACEGATE_ID_TOKEN": session.token(),
+        "FACEGATE_REFRESH_TOKEN": session.refresh_token,
+        "FACEGATE_USER_POOL_CLIENT_ID": args.client_id,
+    }
+    if args.json:
+        print(json.dumps(env, indent=1))
+    else:
+        print("".join(f"export {k}='{v}'\n" for k, v in env.items()), end="")
+    return EXIT_OK
 
 
 def _emit(args: argparse.Namespace, answer: Any, line: str) -> None:
@@ -93,6 +134,22 @@ def _read(path: Path) -> bytes:
 def _galleries_create(args: argparse.Namespace) -> int:
     answer = _client(args).create_gallery(args.gallery_id, name=args.name or args.gallery_id, use_case=args.use_case)
     _emit(args, answer, f"gallery {answer['gallery_id']} ({answer['use_case']}, up to {answer['max_size']} people)")
+    return EXIT_OK
+
+
+def _galleries_list(args: argparse.Namespace) -> int:
+    answer = _client(args).list_galleries()
+    rows = [
+        f"{g['gallery_id']:<32} {g['use_case']:<20} {g['size']:>7} of {g['max_size']:<8} {g.get('model_version', '')}"
+        for g in answer["galleries"]
+    ]
+    _emit(args, answer, "\n".join(rows) or "no gallery yet")
+    return EXIT_OK
+
+
+def _galleries_show(args: argparse.Namespace) -> int:
+    answer = _client(args).describe_gallery(args.gallery_id)
+    _emit(args, answer, json.dumps(answer, indent=1, default=str))
     return EXIT_OK
 
 
@@ -235,6 +292,25 @@ def register(sub: Any) -> None:
     tenant = sub.add_parser("tenant", help="a tenant's commands against the API (galleries, enrol, verify, ...)")
     commands = tenant.add_subparsers(dest="action", required=True)
 
+    sign_in = commands.add_parser(
+        "sign-in", help='sign in with your password (SRP) and print the variables to export (eval "$(...)")'
+    )
+    sign_in.add_argument("username", help="your user name (an operator created it)")
+    sign_in.add_argument(
+        "--user-pool-id", default=os.environ.get("FACEGATE_USER_POOL_ID"), help="UserPoolId (FACEGATE_USER_POOL_ID)"
+    )
+    sign_in.add_argument(
+        "--client-id",
+        default=os.environ.get("FACEGATE_USER_POOL_CLIENT_ID"),
+        help="UserPoolClientId (FACEGATE_USER_POOL_CLIENT_ID)",
+    )
+    sign_in.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
+    sign_in.add_argument(
+        "--new-password-stdin", action="store_true", help="a first sign-in: the new password on stdin's next line"
+    )
+    sign_in.add_argument("--json", action="store_true", help="the variables as JSON")
+    sign_in.set_defaults(func=_sign_in)
+
     galleries = commands.add_parser("galleries", help="your galleries").add_subparsers(dest="gallery_action")
     galleries.required = True
     create = galleries.add_parser("create", help="create a gallery for one of your approved use cases")
@@ -243,6 +319,14 @@ def register(sub: Any) -> None:
     create.add_argument("--use-case", required=True, help="an approved use case, e.g. access_control")
     _connection(create)
     create.set_defaults(func=_galleries_create)
+
+    listing = galleries.add_parser("list", help="your galleries: use case, size, cap, model version")
+    _connection(listing)
+    listing.set_defaults(func=_galleries_list)
+    show = galleries.add_parser("show", help="one gallery (size, cap, use case, version, model version)")
+    show.add_argument("gallery_id", help="the gallery")
+    _connection(show)
+    show.set_defaults(func=_galleries_show)
 
     consent = commands.add_parser("consent", help="record a subject's consent (only the evidence's sha256 is kept)")
     consent.add_argument("subject_id", help="the subject's id in your system")
