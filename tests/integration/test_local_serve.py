@@ -12,10 +12,7 @@ server's JSON logs and the tenant's audit export.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,67 +21,28 @@ from typing import Any
 
 import pytest
 from _images import chip_png
+from _serve import FACEGATE, ROOT, clean_environment, local_serve, log_lines
 from facegate_sdk import FacegateClient, RefusedError
 from facegate_sdk.auth import CognitoSession, StaticToken
 
 from facegate import datasets
 from facegate.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED
 
-ROOT = Path(__file__).resolve().parents[2]
-FACEGATE = [sys.executable, "-m", "facegate.cli"]
 TENANT = "hmp-serve"
 PASSWORD = "Serve-password-12345"
-STARTUP_S = 240.0
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    folder = tmp_path_factory.mktemp("serve")
-    log = (folder / "serve.log").open("w")
-    env = _clean_environment()
-    proc = subprocess.Popen(
-        [*FACEGATE, "local", "serve", "--aws-port", "0", "--api-port", "0", "--write-env", str(folder)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    state_file = folder / "state.json"
-    deadline = time.monotonic() + STARTUP_S
-    while not state_file.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"local serve did not come up:\n{(folder / 'serve.log').read_text()[-3000:]}")
-        time.sleep(0.5)
-    state = json.loads(state_file.read_text())
-    state["log"] = folder / "serve.log"
-    state["folder"] = folder
-    try:
+    with local_serve(tmp_path_factory.mktemp("serve")) as state:
         yield state
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def _clean_environment() -> dict[str, str]:
-    """This process's variables without any AWS or facegate connection (the caches and models stay)."""
-    kept = {"FACEGATE_CACHE_DIR", "FACEGATE_MODEL_DIR", "FACEGATE_DEBUG"}
-    return {k: v for k, v in os.environ.items() if k in kept or not k.startswith(("AWS_", "FACEGATE_"))}
 
 
 def _run(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*FACEGATE, *args],
-        env={**_clean_environment(), **env},
-        cwd=cwd or ROOT,
-        capture_output=True,
-        text=True,
+        [*FACEGATE, *args], env={**clean_environment(), **env}, cwd=cwd or ROOT, capture_output=True, text=True,
         timeout=300,
-    )
+    )  # fmt: skip
 
 
 def _operator(served: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
@@ -149,17 +107,6 @@ def _tenant_env(served: dict[str, Any], session: CognitoSession) -> dict[str, st
 
 def _people(n: int) -> dict[str, list[Path]]:
     return dict(list(datasets.johns().items())[:n])
-
-
-def _log_lines(served: dict[str, Any]) -> list[dict[str, Any]]:
-    lines = []
-    for line in served["log"].read_text().splitlines():
-        if line.startswith("{"):
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                continue
-    return lines
 
 
 def test_the_stack_tells_other_processes_where_it_is(served: dict[str, Any]) -> None:
@@ -276,7 +223,7 @@ def test_a_person_enrols_a_folder_and_searches_from_another_process(
     for expected in ("tenant.registered", "approval.granted", "user.created", "gallery.created", "subject.erased"):
         assert expected in actions, (expected, sorted(set(actions)))
 
-    logged = [line for line in _log_lines(served) if line.get("tenant") == TENANT]
+    logged = [line for line in log_lines(served) if line.get("tenant") == TENANT]
     assert {"decision", "outcome"} <= {line.get("event") for line in logged}
     for line in logged:  # never a template, a score or an image in a log line
         assert not {"score", "embedding", "template", "image"} & set(line), line
@@ -367,9 +314,7 @@ def test_a_revoked_use_case_is_refused_with_its_reason(served: dict[str, Any], o
     assert [a["status"] for a in json.loads(listed.stdout)] == ["revoked"]
     actions = [e["action"] for e in client.export_audit()["entries"]]
     assert "approval.revoked" in actions
-    refusals = [
-        line for line in _log_lines(served) if line.get("tenant") == TENANT and line.get("outcome") == "refused"
-    ]
+    refusals = [line for line in log_lines(served) if line.get("tenant") == TENANT and line.get("outcome") == "refused"]
     assert refusals
     assert all(line.get("reason_codes") for line in refusals)
 
@@ -386,19 +331,20 @@ def test_a_person_invited_with_a_temporary_password_signs_in_with_the_cli(
     pool = {
         "AWS_ENDPOINT_URL": served["aws_endpoint"],
         "AWS_REGION": served["region"],
-        "FACEGATE_USER_POOL_ID": _outputs(served)["UserPoolId"],
+        "FACEGATE_USER_POOL_ID": served["tenant"]["FACEGATE_USER_POOL_ID"],
         "FACEGATE_USER_POOL_CLIENT_ID": served["tenant"]["FACEGATE_USER_POOL_CLIENT_ID"],
     }
+    assert pool["FACEGATE_USER_POOL_ID"] == _outputs(served)["UserPoolId"]
     args = ["tenant", "sign-in", "new-officer", "--password-stdin", "--json"]
     first = subprocess.run(
-        [*FACEGATE, *args], input=f"{temporary}\n", env={**_clean_environment(), **pool},
+        [*FACEGATE, *args], input=f"{temporary}\n", env={**clean_environment(), **pool},
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert first.returncode == EXIT_BAD_INPUT
     assert "new password" in first.stderr
     signed = subprocess.run(
         [*FACEGATE, *args, "--new-password-stdin"], input=f"{temporary}\nNew-officer-pass-1\n",
-        env={**_clean_environment(), **pool}, cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**clean_environment(), **pool}, cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert signed.returncode == EXIT_OK, signed.stderr
     tokens = json.loads(signed.stdout)
@@ -407,7 +353,7 @@ def test_a_person_invited_with_a_temporary_password_signs_in_with_the_cli(
     disabled = _operator(served, "users", "disable", TENANT, "new-officer")
     assert disabled.returncode == EXIT_OK, disabled.stderr
     again = subprocess.run(
-        [*FACEGATE, *args], input="New-officer-pass-1\n", env={**_clean_environment(), **pool},
+        [*FACEGATE, *args], input="New-officer-pass-1\n", env={**clean_environment(), **pool},
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert again.returncode == EXIT_BAD_INPUT

@@ -165,6 +165,13 @@ def _consent(args: argparse.Namespace) -> int:
     answer = _client(args).record_consent(
         args.subject_id, purpose=args.purpose, evidence=_read(args.evidence), expires_at=expires
     )
+    if args.csv is not None:  # the consent file `tenant enrol --consents` reads, one row per consent
+        new = not args.csv.exists() or args.csv.stat().st_size == 0
+        with args.csv.open("a", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            if new:
+                writer.writerow(["subject_id", "consent_id"])
+            writer.writerow([args.subject_id, answer["consent_id"]])
     _emit(args, answer, f"consent {answer['consent_id']} for {args.subject_id}")
     return EXIT_OK
 
@@ -333,6 +340,9 @@ def register(sub: Any) -> None:
     consent.add_argument("--purpose", required=True, help="the use case consented to, e.g. access_control")
     consent.add_argument("--evidence", type=Path, required=True, help="the signed release (a file)")
     consent.add_argument("--expires", required=True, help="when the consent ends (ISO 8601, e.g. 2027-06-01)")
+    consent.add_argument(
+        "--csv", type=Path, help="append subject_id,consent_id to this file (what `enrol --consents` reads)"
+    )
     _connection(consent)
     consent.set_defaults(func=_consent)
 

@@ -75,7 +75,13 @@ class LocalServer:
             **{k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")},
             "FACEGATE_STACK": self.cloud.stack_name,
         }
-        self.tenant_env = {**common, "FACEGATE_API_URL": self.api_url, "FACEGATE_PROBE_BUCKET": self.cloud.bucket}
+        self.tenant_env = {
+            **common,
+            "FACEGATE_API_URL": self.api_url,
+            "FACEGATE_PROBE_BUCKET": self.cloud.bucket,
+            "FACEGATE_USER_POOL_ID": str(self.cloud.outputs["UserPoolId"]),
+            "FACEGATE_USER_POOL_CLIENT_ID": str(self.cloud.outputs["UserPoolClientId"]),
+        }
         if self.seed:
             self.tenant_env.update(self._seed())
 
@@ -112,7 +118,6 @@ class LocalServer:
         return {
             "FACEGATE_ID_TOKEN": tokens["IdToken"],
             "FACEGATE_REFRESH_TOKEN": tokens["RefreshToken"],
-            "FACEGATE_USER_POOL_CLIENT_ID": str(self.cloud.outputs["UserPoolClientId"]),
             "FACEGATE_TENANT": SEED.tenant_id,
             "FACEGATE_USERNAME": SEED.actor,
             "AWS_ACCESS_KEY_ID": uploader["AccessKeyId"],

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from facegate import observability
 from facegate.audit.chain import JSON
 from facegate.embedding import MAX_REFERENCES, Embedding, fuse
 from facegate.errors import (
@@ -282,6 +283,15 @@ class Enrolment(ServiceBase):
             if "gallery_capacity" in exc.names or f"total:{Totals.TEMPLATES}:{gallery.use_case}" in exc.names:
                 raise ConflictError("the gallery is full (or was deleted) before the template was stored") from exc
             raise
+        if request_id is not None:  # an Enrol request's end, said as a recognition's is (ids only)
+            observability.outcome(
+                request_id=request_id,
+                tenant=ctx.tenant_id,
+                operation="enrol",
+                status="completed",
+                reason_codes=[],
+                gallery_id=gallery_id,
+            )
         return EnrolResult(
             stored.template_id, gallery_id, subject_id, expires_at, embedding.model_version, decision, references
         )
