@@ -48,7 +48,7 @@ What is counted, and from where
   included; each global secondary index whose projection the write changes, 1 WRU per 1 KB of the
   projected item (delete and put when its key changes).
 - **S3**: requests by price class (PUT/COPY/POST/LIST, GET/HEAD, DELETE free).
-- **EventBridge**: ``PutEvents`` entries (Recognize's PublishResult) and the S3 events the bucket sends to
+- **EventBridge**: ``PutEvents`` entries (Finish publishes each request's end) and the S3 events the bucket sends to
   EventBridge as moto emits them, Object Created and Object Deleted only (moto also emits Object Tags
   Added for every PutObject, which AWS sends only for PutObjectTagging: listed, not counted).
 - **KMS**: the calls the code makes (``GenerateMac``, ``VerifyMac``, ...). Not observable here: the
@@ -727,7 +727,7 @@ def modelled_durations(run: Run) -> tuple[dict[int, float], float]:
     """Each invocation's duration and the workflow's with every AWS request at its modelled latency: the
     function's own time here (its wall time less the time its requests took on moto) plus the modelled
     time of each request. The workflow is its invocations in sequence plus the Task overhead and its own
-    requests (PublishResult's PutEvents); an API invocation waiting on StartSyncExecution waits for it."""
+    requests (none since Finish publishes the request's end itself); an API invocation waiting on StartSyncExecution waits for it."""
     rec = run.recording
     calls: dict[int | None, list[CallRecord]] = defaultdict(list)
     for call in rec.calls:
@@ -1534,8 +1534,8 @@ ASSUMPTIONS: Final = """## Assumptions (what the local cloud cannot observe)
 - Lambda and Express durations, modelled: each function's own time here (its wall time less its requests'
   time on moto) plus, per request, an assumed typical in-region AWS latency ({model}; Query and Scan also
   {per_mb:g} ms per MB read; any other request {default:g} ms), plus {task:g} ms per Task state (Step
-  Functions → Lambda and back); the workflow is its Task states in sequence plus PublishResult's
-  PutEvents, and the one-call API function's StartSyncExecution waits for all of it. Neither figure
+  Functions → Lambda and back); the workflow is its Task states in sequence (Finish's PutEvents of the
+  request's end included), and the one-call API function's StartSyncExecution waits for all of it. Neither figure
   scales the CPU: Lambda at 1,024 MB runs on about 0.58 vCPU (above), and cold starts (INIT, billed since
   2025-08-01) are not priced.
 - Express memory: the published estimate (50 MB + definition + payload x Map iterations), billed in 64 MB

@@ -118,7 +118,6 @@ def test_happy_path_matches_records_review_audits_and_deletes_the_probe(
         "Match",
         "NeedsReview",
         "AwaitingReview",
-        "PublishResult",
         "Finish",
         "Result",
     ]
@@ -438,3 +437,75 @@ def test_no_template_crosses_a_state_and_the_short_lived_one_goes_with_the_resul
             for r in CounterRecord.query(PRISON.tenant_id, CounterRecord.counter_key.startswith("probe-template#"))
         ]
     assert left == []
+
+
+# --- what a subscriber receives: every request's end on the result bus ----------------------------------
+
+
+def _subscribe(cloud: LocalCloud, tenant: str) -> str:
+    """A rule on the result bus for one tenant's events, delivering to a queue (as a tenant's forwarding
+    rule would); returns the queue's URL."""
+    sqs, events = cloud.client("sqs"), cloud.client("events")
+    url = sqs.create_queue(QueueName=f"events-{tenant}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    bus = cloud.outputs["ResultBusName"]
+    rule = f"to-{tenant}"
+    pattern = {"source": ["facegate"], "detail": {"tenant_id": [tenant]}}
+    events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "queue", "Arn": arn}])
+    return str(url)
+
+
+def _received(cloud: LocalCloud, url: str) -> list[dict[str, object]]:
+    sqs = cloud.client("sqs")
+    out: list[dict[str, object]] = []
+    while True:
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not batch:
+            return out
+        for message in batch:
+            out.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def test_every_request_end_is_published_for_its_tenant_with_ids_only(
+    cloud: LocalCloud, service: FaceService, people: dict[str, list[Path]]
+) -> None:
+    """GIVEN a subscription to the prison's events WHEN a search completes (awaiting review), a crowd
+    photo is refused and a non-image fails THEN three events arrive, Request Completed, Refused and
+    Failed, each naming the request, its operation, status, gallery, review state and reason codes,
+    and nothing else: no candidate, subject, score or image. Another tenant's rule receives none."""
+    url = _subscribe(cloud, PRISON.tenant_id)
+    elsewhere = _subscribe(cloud, "someone-else")
+    _received(cloud, url)
+    subject = next(iter(people))
+    done, _ = _probe(cloud, _chip(people[subject][6]))
+    crowd = (datasets.fetch_dlib() / "examples" / "faces" / "bald_guys.jpg").read_bytes()
+    refused, _ = _probe(cloud, crowd)
+    failed, _ = _probe(cloud, b"not an image at all")
+    got = {e["detail"]["request_id"]: e for e in _received(cloud, url)}  # type: ignore[index]
+    expected = {
+        done.request_id(): ("Request Completed", "completed", "pending", []),
+        refused.request_id(): ("Request Refused", "refused", None, ["request.crowd_probe"]),
+    }
+    for request_id, (kind, status, review, codes) in expected.items():
+        event = got[request_id]
+        assert event["source"] == "facegate"
+        assert event["detail-type"] == kind
+        detail = event["detail"]
+        assert detail == {
+            "version": "1",
+            "tenant_id": PRISON.tenant_id,
+            "request_id": request_id,
+            "operation": "search",
+            "status": status,
+            "gallery_id": GALLERY,
+            "review_state": review,
+            "reason_codes": codes,
+        }
+    failure = got[failed.request_id()]
+    assert failure["detail-type"] == "Request Failed"
+    assert failure["detail"]["reason_codes"]
+    assert failure["detail"]["status"] == "failed"
+    assert subject not in json.dumps(list(got.values()))
+    assert _received(cloud, elsewhere) == []

@@ -33,6 +33,7 @@ AUDIT_BROKEN: Final = "AuditChainBroken"
 DECISIONS: Final = "Decisions"
 REFUSALS: Final = "Refusals"
 OUTCOMES: Final = "RequestOutcomes"
+UNPUBLISHED: Final = "EventsUnpublished"
 
 logger = logging.getLogger("facegate.security")
 decisions = logging.getLogger("facegate.decisions")
@@ -82,6 +83,17 @@ def audit_chain_broken(*, tenant: str, kind: str, seq: int | None) -> None:
         extra={"signal": AUDIT_BROKEN, "tenant": tenant, "kind": kind, "seq": seq},
     )
     _metric(AUDIT_BROKEN)  # the service dimension alone: AuditChainBrokenAlarm watches this exact series
+
+
+def event_unpublished(*, tenant: str, request_id: str, status: str, error: str) -> None:
+    """A request's end could not be published on the result bus (the request is recorded regardless):
+    ERROR with the ids, and a metric the template alarms on."""
+    counts[UNPUBLISHED] += 1
+    logger.error(
+        "a request's event was not published",
+        extra={"signal": UNPUBLISHED, "tenant": tenant, "request_id": request_id, "status": status, "error": error},
+    )
+    _metric(UNPUBLISHED)  # the service dimension alone: EventsUnpublishedAlarm watches this exact series
 
 
 def decision(

@@ -102,7 +102,7 @@ def test_a_set_is_decided_on_the_testers_live_authorisation() -> None:
     revoked = ApprovalFacts(
         use_case=SANDBOX_USE_CASE, deployment=SANDBOX_DEPLOYMENT, expires_at=NOW + timedelta(days=1), status="revoked"
     )
-    assert _test(_tenant(approvals=(revoked,))) == ["request.not_approved"]
+    assert _test(_tenant(approvals=(revoked,))) == ["request.approval_revoked"]  # revoked by an operator: said as such
 
 
 def test_another_approval_is_no_tester_authorisation() -> None:

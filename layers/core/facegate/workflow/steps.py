@@ -2,11 +2,12 @@
 wrappers that parse the event, call one of these and return its JSON.
 
 Recognize: PolicyCheck → Detect → FaceCheck → Embed → Match (result, review state, audit) →
-PublishResult → Finish (probe deleted, audited). Enrol: PolicyCheck → Detect (each photo, a Map state)
-→ FaceCheck (all the photos' faces) → Embed (each photo) → StoreTemplate (the photos must show one
-person; their templates fused into one) → Finish. A refusal or a failure goes to Finish as well, which
-records it (one request row, one audit entry) and deletes every image: nothing half-written, nothing
-silently dropped.
+Finish (probe deleted, audited). Enrol: PolicyCheck → Detect (each photo, a Map state) → FaceCheck
+(all the photos' faces) → Embed (each photo) → StoreTemplate (the photos must show one person; their
+templates fused into one) → Finish. A refusal or a failure goes to Finish as well, which records it
+(one request row, one audit entry) and deletes every image: nothing half-written, nothing silently
+dropped. However a request ends, Finish publishes its end on the result bus
+(:mod:`facegate.workflow.events`).
 """
 
 from __future__ import annotations
@@ -628,6 +629,8 @@ def _finish(action: Any, req: WorkflowRequest, event: dict[str, Any], rt: Runtim
             keys = [p.key for p in req.photos]
             details = {"request_id": req.request_id, "keys": keys, "photos_deleted": sum(deleted)}
         rt.service.audit.append(req.ctx, what, details, once=f"{req.request_id}:{what}")
+        row = rt.service.requests.get(req.ctx, req.request_id)
+        _published(rt, req, "completed", review_state=row.review_state if row is not None else None)
         return {"status": "completed", "image_deleted": all(deleted)}
     if action == "refused":
         decision = event.get("decision") or {}
@@ -640,17 +643,38 @@ def _finish(action: Any, req: WorkflowRequest, event: dict[str, Any], rt: Runtim
             result={"reasons": [{"code": r["code"], "message": r["message"]} for r in decision.get("reasons", [])]},
             decision=decision,
         )
-        return {
-            "status": "refused",
-            "reasons": decision.get("reasons", []),
-            "image_deleted": all([rt.delete_image(photo) for photo in req.photos]),
-        }
+        gone = all([rt.delete_image(photo) for photo in req.photos])
+        _published(rt, req, "refused", reason_codes=[str(r.get("code")) for r in decision.get("reasons", [])])
+        return {"status": "refused", "reasons": decision.get("reasons", []), "image_deleted": gone}
     if action == "bulk_complete":
         return _bulk_complete(req, rt)
     if action == "independent_test_complete":
         return _independent_test_complete(req, rt)
     raise InvalidRequestError(
         f"unknown finish action {action!r} (complete, refused, failed, bulk_complete or independent_test_complete)"
+    )
+
+
+def _published(
+    rt: Runtime,
+    req: WorkflowRequest,
+    status: str,
+    *,
+    review_state: str | None = None,
+    reason_codes: list[str] | None = None,
+) -> None:
+    """The request's end on the result bus (ids and codes only)."""
+    from facegate.workflow import events
+
+    events.publish(
+        lambda: _client("events", rt.settings.region),
+        tenant_id=req.tenant_id,
+        request_id=req.request_id,
+        operation=req.operation,
+        status=status,
+        gallery_id=req.gallery_id,
+        review_state=review_state,
+        reason_codes=reason_codes or [],
     )
 
 
@@ -688,6 +712,7 @@ def _independent_test_complete(req: WorkflowRequest, rt: Runtime) -> dict[str, A
         action="independent_test.completed",
         details=summary,
     )
+    _published(rt, req, "completed")
     return {"status": "completed", **summary, "image_deleted": rt.delete_image(req.image)}
 
 
@@ -712,6 +737,7 @@ def _bulk_complete(req: WorkflowRequest, rt: Runtime) -> dict[str, Any]:
         action="bulk_enrol.completed",
         details={"report": key, **counts},
     )
+    _published(rt, req, "completed")
     return {"status": "completed", "report": key, **counts, "image_deleted": rt.delete_image(req.image)}
 
 
@@ -764,6 +790,17 @@ def _record_failure(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
             status=status,
             result={"reasons": [reason]},
         )
+    from facegate.workflow import events
+
+    events.publish(
+        lambda: _client("events", rt.settings.region),
+        tenant_id=ctx.tenant_id,
+        request_id=request_id,
+        operation=req.operation if req else "recognize",
+        status=status,
+        gallery_id=req.gallery_id if req else None,
+        reason_codes=[str(reason["code"])],
+    )
     gone = [rt.delete_image(photo) for photo in photos]
     return {"status": status, "reasons": [reason], "image_deleted": bool(gone) and all(gone)}
 
