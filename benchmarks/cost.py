@@ -727,7 +727,8 @@ def modelled_durations(run: Run) -> tuple[dict[int, float], float]:
     """Each invocation's duration and the workflow's with every AWS request at its modelled latency: the
     function's own time here (its wall time less the time its requests took on moto) plus the modelled
     time of each request. The workflow is its invocations in sequence plus the Task overhead and its own
-    requests (none since Finish publishes the request's end itself); an API invocation waiting on StartSyncExecution waits for it."""
+    requests (none now: Finish publishes the request's end itself); an API invocation waiting on
+    StartSyncExecution waits for it."""
     rec = run.recording
     calls: dict[int | None, list[CallRecord]] = defaultdict(list)
     for call in rec.calls:
