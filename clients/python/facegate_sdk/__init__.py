@@ -72,7 +72,9 @@ __all__ = [
     "CognitoSession",
     "ConflictError",
     "Consent",
+    "ConsentList",
     "ConsentRevoked",
+    "ConsentView",
     "Decision",
     "FacegateApiError",
     "FacegateClient",
@@ -92,6 +94,8 @@ __all__ = [
     "ServiceError",
     "StaticToken",
     "Submitted",
+    "TemplatePage",
+    "TemplateView",
     "ThrottlingError",
     "TokenProvider",
     "UnauthorizedError",
@@ -182,6 +186,36 @@ class ConsentRevoked(TypedDict):
     consent_id: str
     revoked: bool
     templates_deleted: int
+
+
+class TemplateView(TypedDict):
+    template_id: str
+    subject_id: str
+    consent_id: str
+    expires_at: str
+    model_version: str
+    references: int
+
+
+class TemplatePage(TypedDict, total=False):
+    gallery_id: str
+    templates: list[TemplateView]
+    next_token: str
+
+
+class ConsentView(TypedDict):
+    subject_id: str
+    consent_id: str
+    purpose: str
+    status: str
+    granted_at: str
+    expires_at: str
+    evidence_sha256: str
+
+
+class ConsentList(TypedDict):
+    subject_id: str
+    consents: list[ConsentView]
 
 
 class Review(TypedDict):
@@ -423,12 +457,39 @@ class FacegateClient:
         return cast(RequestPage, self._call("GET", "/requests" + query))
 
     def get_paginator(self, operation: str) -> Paginator:
-        """A paginator for a listing operation, as boto3's: ``paginate(PageSize=...)`` yields each page."""
+        """A paginator for a listing operation, as boto3's: ``paginate(PageSize=...)`` yields each page
+        (``list_templates`` takes its ``gallery_id`` there: ``paginate(gallery_id="staff")``)."""
         if operation == "list_requests":
             return Paginator(self.list_requests, "requests")
         if operation == "audit_page":
             return Paginator(self.audit_page, "entries")
-        raise ValueError(f"no paginator for {operation!r} (list_requests and audit_page have one)")
+        if operation == "list_templates":
+            return Paginator(self.list_templates, "templates")
+        raise ValueError(f"no paginator for {operation!r} (list_requests, list_templates and audit_page have one)")
+
+    def delete_gallery(self, gallery_id: str) -> dict[str, Any]:
+        """Delete a gallery and every template in it (audited); ``templates_deleted``. Calling again after
+        an interruption finishes the deletion."""
+        return self._call("DELETE", f"/galleries/{quote(gallery_id, safe='')}")
+
+    def list_templates(self, gallery_id: str, *, limit: int = 50, next_token: str | None = None) -> TemplatePage:
+        """One page of a gallery's templates (ids, subject, consent, expiry, model version; never the
+        embedding); ``next_token`` when more may follow."""
+        query = f"?limit={int(limit)}" + (f"&next_token={quote(next_token, safe='')}" if next_token else "")
+        return cast(TemplatePage, self._call("GET", f"/galleries/{quote(gallery_id, safe='')}/templates{query}"))
+
+    def delete_template(self, gallery_id: str, template_id: str) -> dict[str, Any]:
+        """Delete one template (the subject's other templates and consents stay), audited."""
+        path = f"/galleries/{quote(gallery_id, safe='')}/templates/{quote(template_id, safe='')}"
+        return self._call("DELETE", path)
+
+    def list_consents(self, subject_id: str) -> ConsentList:
+        """A subject's consents, granted and revoked (only the evidence's sha256 is kept)."""
+        return cast(ConsentList, self._call("GET", f"/subjects/{quote(subject_id, safe='')}/consents"))
+
+    def get_consent(self, subject_id: str, consent_id: str) -> ConsentView:
+        path = f"/subjects/{quote(subject_id, safe='')}/consents/{quote(consent_id, safe='')}"
+        return cast(ConsentView, self._call("GET", path))
 
     def record_consent(self, subject_id: str, *, purpose: str, evidence: bytes, expires_at: datetime) -> Consent:
         """Only the sha256 of ``evidence`` (the signed release) is kept by the service."""

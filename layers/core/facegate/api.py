@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, Final, Literal
+from urllib.parse import unquote
 
 import boto3
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -52,10 +53,12 @@ from facegate.errors import (
     InvalidIdentifierError,
     InvalidRequestError,
     PolicyDeniedError,
+    ResourceNotFoundError,
     TenantNotFoundError,
     UnknownRequestError,
 )
 from facegate.service import FaceService
+from facegate.service.management import consent_view, template_view
 from facegate.store.scope import tenant_scope
 from facegate.store.submissions import Submissions, token_request_id
 from facegate.tenancy import ENTITY_ID, TENANT_ID, TenantContext, check_entity_id
@@ -218,6 +221,7 @@ STATUS = {
     ConsentError: 400,
     PolicyDeniedError: 403,
     GalleryNotFoundError: 404,
+    ResourceNotFoundError: 404,
     UnknownRequestError: 404,
     ClientTokenReusedError: 409,
     AlreadyExistsError: 409,
@@ -313,6 +317,19 @@ def _whole(value: str, name: str) -> int:
     if not value.isdigit() or len(value) > 18:
         raise InvalidRequestError(f"{name} is a whole number, not {value[:20]!r}")
     return int(value)
+
+
+def _opaque_token(token: str | None) -> str | None:
+    """A template list's ``next_token`` back to the last template id (base64url; anything else a 400)."""
+    if token is None:
+        return None
+    try:
+        decoded = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("utf-8")
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise InvalidRequestError("next_token is not one this API gave") from None
+    if not decoded:
+        raise InvalidRequestError("next_token is not one this API gave")
+    return decoded
 
 
 def _page_token(token: str | None) -> str | None:
@@ -620,6 +637,34 @@ class TenantApi:
         @app.get("/galleries/<gallery_id>")
         def describe_gallery(gallery_id: str) -> dict[str, Any]:
             return _gallery_view(self.service.galleries.get(self.ctx(), gallery_id))
+
+        @app.delete("/galleries/<gallery_id>")
+        def delete_gallery(gallery_id: str) -> dict[str, Any]:
+            return self.service.delete_gallery(self.ctx(), gallery_id)
+
+        @app.get("/galleries/<gallery_id>/templates")
+        def list_templates(gallery_id: str) -> dict[str, Any]:
+            query = self.app.current_event.query_string_parameters or {}
+            limit = _whole(query.get("limit", "50"), "limit")
+            after = _opaque_token(query.get("next_token"))
+            rows, last = self.service.templates_page(self.ctx(), gallery_id, limit=limit, after=after)
+            page: dict[str, Any] = {"gallery_id": gallery_id, "templates": [template_view(t) for t in rows]}
+            if last is not None:
+                page["next_token"] = base64.urlsafe_b64encode(last.encode()).decode().rstrip("=")
+            return page
+
+        @app.delete("/galleries/<gallery_id>/templates/<template_id>")
+        def delete_template(gallery_id: str, template_id: str) -> dict[str, Any]:
+            return self.service.delete_template(self.ctx(), gallery_id, unquote(template_id))
+
+        @app.get("/subjects/<subject_id>/consents")
+        def list_consents(subject_id: str) -> dict[str, Any]:
+            consents = self.service.consents_of(self.ctx(), subject_id)
+            return {"subject_id": subject_id, "consents": [consent_view(c) for c in consents]}
+
+        @app.get("/subjects/<subject_id>/consents/<consent_id>")
+        def get_consent(subject_id: str, consent_id: str) -> dict[str, Any]:
+            return consent_view(self.service.consent(self.ctx(), subject_id, consent_id))
 
         @app.delete("/subjects/<subject_id>/consents/<consent_id>")
         def revoke_consent(subject_id: str, consent_id: str) -> dict[str, Any]:

@@ -135,6 +135,12 @@ class GalleryNotFoundError(FacegateError):
     code = "gallery.not_found"
 
 
+class ResourceNotFoundError(FacegateError):
+    """No such template or consent among the caller's own (another tenant's is the same answer)."""
+
+    code = "resource.not_found"
+
+
 class UnknownRequestError(FacegateError):
     """No request of this id was submitted by this tenant (or its record has expired). Raised identically
     for another tenant's request: no existence leak."""

@@ -153,6 +153,14 @@ def _galleries_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _galleries_delete(args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise InvalidRequestError(f"deleting {args.gallery_id} deletes every template in it: add --yes")
+    answer = _client(args).delete_gallery(args.gallery_id)
+    _emit(args, answer, f"gallery {args.gallery_id} deleted ({answer['templates_deleted']} templates)")
+    return EXIT_OK
+
+
 def _consent(args: argparse.Namespace) -> int:
     try:
         expires = datetime.fromisoformat(args.expires)
@@ -334,6 +342,12 @@ def register(sub: Any) -> None:
     show.add_argument("gallery_id", help="the gallery")
     _connection(show)
     show.set_defaults(func=_galleries_show)
+
+    delete = galleries.add_parser("delete", help="delete a gallery and every template in it (audited)")
+    delete.add_argument("gallery_id", help="the gallery")
+    delete.add_argument("--yes", action="store_true", help="yes, every template in it goes")
+    _connection(delete)
+    delete.set_defaults(func=_galleries_delete)
 
     consent = commands.add_parser("consent", help="record a subject's consent (only the evidence's sha256 is kept)")
     consent.add_argument("subject_id", help="the subject's id in your system")

@@ -373,8 +373,15 @@ def _grants(translated: dict[str, Any], role: str) -> dict[str, set[str]]:
 TENANT_GRANTS = {
     # The caller's own registry row, read by the gate; only operators write the registry.
     "TenantsTable": {"dynamodb:GetItem"},
-    # find/get (GetItem), list_all and of_subject (Query), create (Put), the template count (Update).
-    "GalleriesTable": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+    # find/get (GetItem), list_all and of_subject (Query), create (Put), the template count (Update),
+    # deleting an empty gallery (Delete, conditioned on its count).
+    "GalleriesTable": {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    },
     # get (GetItem), in_gallery/of_subject (Query), enrol (conditional Put), erasure (Delete).
     "TemplatesTable": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem", "dynamodb:DeleteItem"},
     # indexed_of_subject: erasure's cross-check on the by_subject index.

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from facegate.service.enrolment import Enrolment
 from facegate.service.erasure import Erasure
+from facegate.service.management import Management
 from facegate.service.matching import Matching
 from facegate.service.operators import Operators
 from facegate.service.records import (
@@ -32,10 +33,10 @@ from facegate.service.sandbox import IndependentTesting
 
 
 @dataclass
-class FaceService(Operators, Enrolment, Matching, Reviews, Erasure, IndependentTesting):
-    """The domain service: operators' approvals, enrolment, matching, review, erasure and independent
-    testing, each in its own module over one :class:`~facegate.service.base.ServiceBase` (the gate,
-    repositories, audit)."""
+class FaceService(Operators, Enrolment, Matching, Reviews, Erasure, Management, IndependentTesting):
+    """The domain service: operators' approvals, enrolment, matching, review, erasure, a tenant's
+    management of what it holds and independent testing, each in its own module over one
+    :class:`~facegate.service.base.ServiceBase` (the gate, repositories, audit)."""
 
 
 __all__ = [

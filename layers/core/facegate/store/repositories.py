@@ -325,6 +325,16 @@ class Galleries:
             raise GalleryNotFoundError("No such gallery.")
         return gallery
 
+    def delete_write(self, ctx: TenantContext, gallery_id: str) -> Write:
+        """Delete an empty gallery: the condition (no template counted) fails if an enrolment committed
+        since its templates were read, so nothing is ever left under a deleted gallery."""
+        return Write(
+            "delete",
+            GalleryRecord(ctx.tenant_id, check_entity_id(gallery_id, "gallery")),
+            "gallery",
+            condition=GalleryRecord.gallery_id.exists() & (GalleryRecord.template_count == 0),
+        )
+
     def recount_write(self, ctx: TenantContext, gallery: Gallery, live: int) -> Write:
         """Set a gallery's count to the templates it really holds (DynamoDB's TTL deletes expired ones
         without telling anyone), only if no enrolment or deletion changed it in between."""
@@ -474,6 +484,27 @@ class Templates:
         with storage("reading templates"):
             key = f"{ctx.tenant_id}{SEP}{check_entity_id(gallery_id, 'gallery')}"
             return [_template(r) for r in TemplateRecord.query(key, consistent_read=True)]
+
+    def page(
+        self, ctx: TenantContext, gallery_id: str, *, limit: int, after: str | None = None
+    ) -> tuple[list[StoredTemplate], str | None]:
+        """Up to ``limit`` templates of one of the caller's galleries in template-id order, from after
+        ``after`` (the last template id of the page before); the second value is this page's last id
+        when more may follow. The start key is rebuilt from the caller's tenant and gallery, so no token
+        reaches another partition."""
+        if not 1 <= limit <= 100:
+            raise InvalidRequestError(f"a page holds 1 to 100 templates, not {limit}")
+        key = f"{ctx.tenant_id}{SEP}{check_entity_id(gallery_id, 'gallery')}"
+        start = None
+        if after is not None:
+            if not 1 <= len(after) <= 300 or any(ord(c) < 32 for c in after):
+                raise InvalidRequestError("next_token is not one this API gave")
+            start = {"tenant_gallery": {"S": key}, "template_id": {"S": after}}
+        with storage("listing templates"):
+            found = TemplateRecord.query(key, limit=limit, last_evaluated_key=start, consistent_read=True)
+            rows = [_template(r) for r in found if _owned(ctx, r, str(r.subject_id))]
+            last = found.last_evaluated_key
+        return rows, (str(last["template_id"]["S"]) if last else None)
 
     def in_gallery(
         self, ctx: TenantContext, gallery_id: str, *, now: datetime | None = None, consistent: bool = False
