@@ -358,3 +358,45 @@ def test_a_person_invited_with_a_temporary_password_signs_in_with_the_cli(
     )  # fmt: skip
     assert again.returncode == EXIT_BAD_INPUT
     assert len(again.stderr.strip().splitlines()) == 1
+
+
+def test_a_bulk_enrolment_uploads_straight_to_s3_and_reports_each_subject(served: dict[str, Any]) -> None:
+    """The SDK uploads the photos with the API's presigned URLs (from this process to the server's S3),
+    submits the manifest, and reads the per-subject report until it is complete: each line enrolled or
+    failed with its code; a manifest naming another tenant's key is refused before anything starts."""
+    demo = served["tenant"]
+    client = FacegateClient(
+        served["api_url"],
+        auth=CognitoSession(
+            client_id=demo["FACEGATE_USER_POOL_CLIENT_ID"],
+            refresh_token=demo["FACEGATE_REFRESH_TOKEN"],
+            endpoint=served["aws_endpoint"],
+        ),
+    )
+    client.create_gallery("bulk", name="Bulk", use_case="access_control")
+    people = _people(3)
+    keys = client.upload_photos("bulk", [chip_png(paths[0]) for paths in people.values()])
+    assert all(k.startswith("tenants/demo/uploads/bulk/") for k in keys)
+    lines = []
+    for (subject, _), key in zip(people.items(), keys, strict=True):
+        consent = client.record_consent(
+            subject, purpose="access_control", evidence=b"release", expires_at=datetime(2030, 1, 1, tzinfo=UTC)
+        )
+        lines.append({"subject_id": subject, "consent_id": consent["consent_id"], "key": key})
+    missing = {**lines[0], "subject_id": "nobody", "key": "tenants/demo/uploads/bulk/never-uploaded"}
+    submitted = client.bulk_enrol("bulk", [*lines, missing])
+    deadline = time.monotonic() + 180
+    report = client.bulk_report(submitted["request_id"])
+    while report["state"] != "completed" and time.monotonic() < deadline:
+        assert report["state"] in ("queued", "running")
+        time.sleep(0.5)
+        report = client.bulk_report(submitted["request_id"])
+    assert report["state"] == "completed"
+    assert (report["lines"], report["done"], report["enrolled"], report["failed"]) == (4, 4, 3, 1)
+    (failed,) = [r for r in report["results"] if r["status"] == "failed"]
+    assert failed["code"] == "image.missing"
+    assert "tenant_id" not in report
+    from facegate_sdk import BadRequestError
+
+    with pytest.raises(BadRequestError, match="must lie"):
+        client.bulk_enrol("bulk", [{**lines[0], "key": f"tenants/{TENANT}/uploads/bulk/x"}])

@@ -57,6 +57,7 @@ from facegate.errors import (
     TenantNotFoundError,
     UnknownRequestError,
 )
+from facegate.policy import Operation
 from facegate.service import FaceService
 from facegate.service.management import consent_view, template_view
 from facegate.store.scope import tenant_scope
@@ -191,10 +192,22 @@ class EnrolBody(_Body):
         return photos
 
 
+MAX_PRESIGNED = 100
+PRESIGNED_EXPIRY_S = 900
+"""A presigned upload URL is good for 15 minutes (the object itself, as all of tenants/, for a day)."""
+
+
 class BulkBody(_Body):
     client_token: str | None = Field(default=None, pattern=CLIENT_TOKEN)
     gallery_id: str = Field(pattern=ENTITY_ID.pattern)
     manifest_jsonl: str = Field(min_length=1, max_length=5_000_000)
+
+
+class UploadsBody(_Body):
+    """Presigned uploads for a bulk manifest's photos: ``count`` keys under the tenant's ``uploads/``."""
+
+    gallery_id: str = Field(pattern=ENTITY_ID.pattern)
+    count: int = Field(ge=1, le=MAX_PRESIGNED)
 
 
 class ReviewBody(_Body):
@@ -411,6 +424,20 @@ class TenantApi:
             ChecksumSHA256=checksum_sha256(data),
         )
         return ObjectRef(bucket=self.settings.bucket, key=key, version_id=put.get("VersionId"))
+
+    def _presigner(self) -> Any:
+        """The client that signs upload URLs: the API's own, or one for ``FACEGATE_PRESIGN_ENDPOINT`` (the
+        endpoint other processes reach: ``facegate local serve``'s moto)."""
+        import boto3
+        from botocore.config import Config
+
+        # SigV4 (query-string auth with X-Amz-Credential), which S3 requires for KMS-encrypted objects.
+        return boto3.client(
+            "s3",
+            region_name=os.environ.get("AWS_REGION"),
+            endpoint_url=os.environ.get("FACEGATE_PRESIGN_ENDPOINT") or None,
+            config=Config(signature_version="s3v4"),
+        )
 
     @contextmanager
     def _deleted_on_failure(
@@ -629,6 +656,52 @@ class TenantApi:
             request = WorkflowRequest.for_upload(ctx, ref, "bulk_enrol", body.gallery_id, request_id=request_id)
             self._submit(ctx, self.settings.bulk_enrol_state_machine_arn, request, claimed=request_id is not None)
             return {"request_id": request.request_id, "status": "submitted"}, 202
+
+        @app.post("/uploads")
+        def presigned_uploads() -> dict[str, Any]:
+            """``count`` presigned PUT URLs, each for one new key under the tenant's ``uploads/`` (where a
+            bulk manifest's photos lie): the photos go straight to S3, not through the API's 10 MB body.
+            The URL fixes the key and the signer (the API's role); the size and type are checked when the
+            job decodes each photo (15 MB, 40 MP), as for every image."""
+            ctx, body = self.ctx(), self.body(UploadsBody)
+            with tenant_scope(ctx.tenant_id):  # as a bulk enrolment's first check: the gate, the gallery
+                self.service.decide(
+                    ctx, Operation.ENROL, body.gallery_id, count_attempt=False, consent_per_subject=True
+                )
+            signer = self._presigner()
+            uploads = []
+            for _ in range(body.count):
+                key = f"tenants/{ctx.tenant_id}/uploads/{body.gallery_id}/{uuid.uuid4().hex}"
+                url = signer.generate_presigned_url(
+                    "put_object",
+                    Params={"Bucket": self.settings.bucket, "Key": key},
+                    ExpiresIn=PRESIGNED_EXPIRY_S,
+                )
+                uploads.append({"key": key, "url": url, "method": "PUT", "expires_in": PRESIGNED_EXPIRY_S})
+            return {"uploads": uploads}
+
+        @app.get("/bulk-enrolments/<request_id>/report")
+        def bulk_report(request_id: str) -> dict[str, Any]:
+            """The per-subject report of a bulk enrolment: ``state`` ``running`` (written after each batch:
+            ``lines``, ``done``, the counts and the lines so far) or ``completed``; ``queued`` before the job
+            starts. The report lives under the tenant's prefix for a day, as every object there."""
+            from facegate.batch import report_key
+
+            ctx = self.ctx()
+            key = report_key(ctx.tenant_id, check_entity_id(request_id, "request"))
+            try:
+                report: dict[str, Any] = json.loads(
+                    self.s3.get_object(Bucket=self.settings.bucket, Key=key)["Body"].read()
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                    raise
+                submitted = self.submissions.get(ctx, request_id, self.service.clock())
+                if submitted is None or submitted[0] != "bulk_enrol":
+                    raise UnknownRequestError(f"no bulk enrolment {request_id} of yours has a report") from None
+                return {"request_id": request_id, "state": "queued"}
+            report.pop("tenant_id", None)
+            return report
 
         @app.get("/galleries")
         def list_galleries() -> dict[str, Any]:

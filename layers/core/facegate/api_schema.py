@@ -47,6 +47,7 @@ def _bodies() -> dict[tuple[str, str], Any]:
         ("post", "/search"): api.CallBody,
         ("post", "/enrolments"): api.EnrolBody,
         ("post", "/bulk-enrolments"): api.BulkBody,
+        ("post", "/uploads"): api.UploadsBody,
         ("post", "/requests/{request_id}/review"): api.ReviewBody,
         ("post", "/independent-tests"): api.IndependentTestBody,
     }

@@ -76,13 +76,19 @@ class Report:
             out[r["status"]] += 1
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    total: int = 0
+    """Lines in the manifest; the report is written after each batch (``state: running``) and at the end."""
+
+    def to_dict(self, *, state: str = "completed") -> dict[str, Any]:
         return {
             "request_id": self.request_id,
             "tenant_id": self.tenant_id,
             "gallery_id": self.gallery_id,
+            "state": state,
+            "lines": self.total,
+            "done": len(self.results),
             **self.counts(),
-            "results": self.results,
+            "results": sorted(self.results, key=lambda r: int(r["line"])),
         }
 
 
@@ -138,21 +144,26 @@ def run(
 
     service = FaceService()
     pipeline = FacePipeline.from_store()
-    report = Report(request_id, tenant_id, gallery_id)
+    report = Report(request_id, tenant_id, gallery_id, total=len(lines))
+
+    def write(state: str) -> None:  # the progress a tenant reads while it runs (GET /bulk-enrolments/{id}/report)
+        s3.put_object(
+            Bucket=bucket,
+            Key=report_key(tenant_id, request_id),
+            Body=json.dumps(report.to_dict(state=state)).encode(),
+            ContentType="application/json",
+        )
+
+    write("running")
     with tenant_scope(tenant_id):
-        _enrol_all(s3, bucket, lines, ctx, gallery_id, service, pipeline, report)
-    s3.put_object(
-        Bucket=bucket,
-        Key=report_key(tenant_id, request_id),
-        Body=json.dumps(report.to_dict()).encode(),
-        ContentType="application/json",
-    )
+        _enrol_all(s3, bucket, lines, ctx, gallery_id, service, pipeline, report, progress=lambda: write("running"))
+    write("completed")
     return report
 
 
 def _enrol_all(
     s3: Any, bucket: str, lines: list[ManifestLine], ctx: TenantContext, gallery_id: str, service: Any,
-    pipeline: Any, report: Report,
+    pipeline: Any, report: Report, progress: Callable[[], None] = lambda: None,
 ) -> None:  # fmt: skip
     from facegate.vision import decode_image
 
@@ -198,6 +209,7 @@ def _enrol_all(
         for _, line in chunk:
             for key in line.photos:
                 s3.delete_object(Bucket=bucket, Key=key)  # photos are transient: templates are what is kept
+        progress()
 
 
 def line_request_id(request_id: str, number: int) -> str:

@@ -55,7 +55,8 @@ shrink as moto grows. The gaps (RESEARCH.md lists what was seen):
    credentials that container holds (its execution role's, or a session it assumed): a connection
    another container created cannot be borrowed, as separate Lambda processes could not. Requests with
    other credentials (the local cloud's administrator) are not evaluated.
-8. **IAM for S3 objects**: moto does not authorize S3 requests against the signer's policies either.
+8. **IAM for S3 objects**: moto does not authorize S3 requests against the signer's policies either
+   (a presigned URL's request is the principal's that signed the URL, from its ``X-Amz-Credential``).
    Here a ``PutObject`` (also an ``UploadPart``, a ``CopyObject``'s write, a multipart upload's start
    and completion: IAM authorizes all of them as ``s3:PutObject``), a ``GetObject`` or ``HeadObject``
    (``s3:GetObject``, ``s3:GetObjectVersion`` with a version) and a ``DeleteObject`` (``s3:DeleteObject``,
@@ -617,7 +618,8 @@ def _install() -> None:
 
     def setup_class(self: Any, request: Any, full_url: str | None = None, headers: Any = None) -> None:
         # Every S3 request passes here first: the signer is what the bucket policy is evaluated for.
-        _S3_SIGNER.access_key = _access_key(request.headers) if _active is not None else ""
+        url = full_url or str(getattr(request, "url", "") or "")
+        _S3_SIGNER.access_key = _s3_signer(request, url) if _active is not None else ""
         original_setup(self, request, full_url, headers)
 
     original_key_response = S3Response._key_response
@@ -628,19 +630,20 @@ def _install() -> None:
         from moto.s3.exceptions import S3ClientError
 
         query = parse_qs(urlparse(full_url).query, keep_blank_values=True)
+        signed_in_query = {k for k in query if k.startswith("X-Amz-")}  # a presigned URL's own parameters
         bucket_name = self.parse_bucket_name_from_url(request, full_url)
         try:
             bucket = self.backend.get_bucket(bucket_name)
         except S3ClientError:  # S3 answers that itself
             return original_key_response(self, request, full_url)
         method = str(request.method).upper()
-        action = _s3_object_action(method, set(query))
+        action = _s3_object_action(method, set(query) - signed_in_query)
         refusal = _active.authorize_s3_object(
             action,
             bucket_name,
             self.parse_key_name(),
             _policy_text(bucket.policy) if bucket.policy is not None else None,
-            _access_key(request.headers),
+            _s3_signer(request, full_url),
             bucket.account_id,
         )
         if refusal is not None:
@@ -920,6 +923,16 @@ def _access_key(headers: Mapping[str, str]) -> str:
     """The access key a SigV4 request was signed with."""
     match = _CREDENTIAL.search(str(headers.get("Authorization") or headers.get("authorization") or ""))
     return match.group(1) if match else ""
+
+
+def _s3_signer(request: Any, full_url: str) -> str:
+    """The access key an S3 request was signed with: its Authorization header's, or a presigned URL's
+    ``X-Amz-Credential`` (a presigned request is authorized as the principal that signed the URL)."""
+    key = _access_key(request.headers)
+    if key:
+        return key
+    credential = parse_qs(urlparse(full_url).query).get("X-Amz-Credential", [""])[0]
+    return credential.split("/", 1)[0]
 
 
 def _principal_context(principal: iam.Principal, session: SessionRecord | None) -> dict[str, tuple[str, ...]]:

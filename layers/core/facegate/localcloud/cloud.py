@@ -88,10 +88,20 @@ class LocalCloud:
     the template's ``POWERTOOLS_LOG_LEVEL`` in every function (``None``: the template's).
     """
 
-    def __init__(self, *, root: Path | None = None, stack_name: str = "facegate", log_level: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        root: Path | None = None,
+        stack_name: str = "facegate",
+        log_level: str | None = None,
+        presign_endpoint: str | None = None,
+    ) -> None:
         self.root = root or repo_root()
         self.stack_name = stack_name
         self.log_level = log_level
+        self.presign_endpoint = presign_endpoint
+        """Where the API's presigned upload URLs point (``facegate local serve``: its moto endpoint, which
+        other processes reach); ``None``: S3's own endpoint, as deployed."""
         self.adapter = Adapter()
         self._mock: Any = None
         self._saved_env: dict[str, str] = {}
@@ -142,7 +152,11 @@ class LocalCloud:
             region=REGION,
             adapter=self.adapter,
             parameters=self._account_network(),
-            local_env={**LOCAL_STAND_INS, **({"POWERTOOLS_LOG_LEVEL": self.log_level} if self.log_level else {})},
+            local_env={
+                **LOCAL_STAND_INS,
+                **({"POWERTOOLS_LOG_LEVEL": self.log_level} if self.log_level else {}),
+                **({"FACEGATE_PRESIGN_ENDPOINT": self.presign_endpoint} if self.presign_endpoint else {}),
+            },
             image_paths={"/opt/models": str(default_model_dir())},  # functions/Dockerfile builds them there
             session=boto3.session.Session(aws_access_key_id=key, aws_secret_access_key=secret, region_name=REGION),
         )

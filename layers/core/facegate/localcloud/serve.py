@@ -60,13 +60,15 @@ class LocalServer:
     def start(self) -> None:
         from moto.server import ThreadedMotoServer
 
-        self.cloud.start()
         # The same state as the in-process mock (moto's documented combination): requests from other
-        # processes reach the deployed stack, and the adapter's patched methods serve them.
+        # processes reach the deployed stack, and the adapter's patched methods serve them. Started first,
+        # so the API's presigned upload URLs can name its endpoint.
         self._moto = ThreadedMotoServer(ip_address=HOST, port=self.aws_port, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self.aws_endpoint = f"http://{host}:{port}"
+        self.cloud.presign_endpoint = self.aws_endpoint
+        self.cloud.start()
         self.api_url = self.cloud.serve_api(self.api_port)
         self._publish_outputs()
         common = {"AWS_ENDPOINT_URL": self.aws_endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}
