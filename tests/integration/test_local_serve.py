@@ -101,6 +101,7 @@ def _tenant_env(served: dict[str, Any], session: CognitoSession) -> dict[str, st
         "FACEGATE_REFRESH_TOKEN": session.refresh_token,
         "FACEGATE_USER_POOL_CLIENT_ID": session.client_id,
         "AWS_ENDPOINT_URL": served["aws_endpoint"],
+        "AWS_ENDPOINT_URL_COGNITO_IDP": served["aws_endpoint"],
         "AWS_REGION": served["region"],
     }
 
@@ -197,7 +198,7 @@ def test_a_person_enrols_a_folder_and_searches_from_another_process(
     assert cli_search.returncode == EXIT_OK, cli_search.stderr
     assert [c["subject_id"] for c in json.loads(cli_search.stdout)["result"]["candidates"]] == [first]
 
-    session.expired()  # as if the hour had passed: the SDK refreshes before its next call
+    session.expired(session.token())  # as if the hour had passed: the SDK refreshes before its next call
     client = FacegateClient(served["api_url"], auth=session)
     answer = client.search("staff", probe.read_bytes(), purpose="entry at gate B")
     assert [c["subject_id"] for c in answer["result"]["candidates"]] == [first]
@@ -330,6 +331,7 @@ def test_a_person_invited_with_a_temporary_password_signs_in_with_the_cli(
     temporary = json.loads(created.stdout)["temporary_password"]
     pool = {
         "AWS_ENDPOINT_URL": served["aws_endpoint"],
+        "AWS_ENDPOINT_URL_COGNITO_IDP": served["aws_endpoint"],
         "AWS_REGION": served["region"],
         "FACEGATE_USER_POOL_ID": served["tenant"]["FACEGATE_USER_POOL_ID"],
         "FACEGATE_USER_POOL_CLIENT_ID": served["tenant"]["FACEGATE_USER_POOL_CLIENT_ID"],

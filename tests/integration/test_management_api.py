@@ -143,3 +143,36 @@ def test_a_gallery_is_deleted_with_its_templates_and_its_id_freed(
     assert [r["code"] for r in refused["result"]["reasons"]] == ["request.gallery_not_found"]
     officer.create_gallery(GALLERY, name="Again", use_case="access_control")  # the same id, empty
     assert officer.describe_gallery(GALLERY)["size"] == 0
+
+
+def test_a_deleted_gallery_frees_its_place_under_the_cap(officer: FacegateClient) -> None:
+    """The tenant's galleries per use case are capped (2 for access control here): a deleted gallery's
+    place is given back, however many times."""
+    for round_ in range(4):
+        officer.create_gallery("cycle", name=f"Cycle {round_}", use_case="access_control")
+        assert officer.delete_gallery("cycle")["deleted"] is True
+
+
+def test_a_gallery_whose_count_overstates_its_templates_is_still_deleted(
+    cloud: LocalCloud, officer: FacegateClient
+) -> None:
+    """DynamoDB's TTL deletes expired templates without lowering the gallery's count: the deletion
+    decides on the templates really there (and the version), never on the count."""
+    from facegate.store.models import GalleryRecord
+
+    officer.create_gallery("stale", name="Stale", use_case="access_control")
+    with cloud.admin():
+        GalleryRecord(TENANT, "stale").update(actions=[GalleryRecord.template_count.add(5)])
+    assert officer.delete_gallery("stale") == {"gallery_id": "stale", "deleted": True, "templates_deleted": 0}
+
+
+@pytest.mark.parametrize("template_id", ["x" * 300, "\U0001f600" * 300, "no-hash", "s#" + "g" * 32])
+def test_an_odd_template_id_is_a_400(officer: FacegateClient, template_id: str) -> None:
+    from facegate.sdk import BadRequestError
+
+    with pytest.raises(BadRequestError):
+        officer.delete_template(GALLERY, template_id)
+    with pytest.raises(BadRequestError):
+        officer.list_templates(
+            GALLERY, next_token=__import__("base64").urlsafe_b64encode(template_id.encode()).decode()
+        )

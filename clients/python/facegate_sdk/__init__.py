@@ -383,8 +383,9 @@ class FacegateClient:
         while True:
             attempt += 1
             retry_after: float | None = None
+            token = self.auth.token()
             request = urllib.request.Request(
-                self.endpoint + path, data=data, method=method, headers={"Authorization": self.auth.token(), **headers}
+                self.endpoint + path, data=data, method=method, headers={"Authorization": token, **headers}
             )
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -395,7 +396,7 @@ class FacegateClient:
                 if exc.code == 401 and not refreshed and not isinstance(self.auth, StaticToken):
                     # The token expired or was revoked on the way: the request was not carried out
                     # (the gateway refused it), so one more try with a fresh token is safe.
-                    self.auth.expired()
+                    self.auth.expired(token)
                     refreshed = True
                     attempt -= 1
                     continue

@@ -22,6 +22,7 @@ import os
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any, Protocol
 
@@ -38,8 +39,8 @@ class TokenProvider(Protocol):
         """A token to send now."""
         ...
 
-    def expired(self) -> None:
-        """The API refused the last token (401): the next :meth:`token` must be a new one, if it can."""
+    def expired(self, token: str) -> None:
+        """The API refused ``token`` (401): the next :meth:`token` must be a new one, if it can."""
         ...
 
 
@@ -52,7 +53,7 @@ class StaticToken:
     def token(self) -> str:
         return self._token
 
-    def expired(self) -> None:
+    def expired(self, token: str) -> None:
         return None
 
 
@@ -66,11 +67,18 @@ def _expiry(jwt: str) -> float:
         return 0.0
 
 
-def cognito_endpoint(region: str) -> str:
-    """Cognito's endpoint: ``AWS_ENDPOINT_URL_COGNITO_IDP`` or ``AWS_ENDPOINT_URL`` when set (a local
-    stack), else the region's."""
-    override = os.environ.get("AWS_ENDPOINT_URL_COGNITO_IDP") or os.environ.get("AWS_ENDPOINT_URL")
-    return (override or f"https://cognito-idp.{region}.amazonaws.com").rstrip("/") + "/"
+def cognito_endpoint(region: str, endpoint: str | None = None) -> str:
+    """Where the refresh token goes: ``endpoint``, else ``AWS_ENDPOINT_URL_COGNITO_IDP`` (a local stack
+    sets it), else the region's Cognito. Never the general ``AWS_ENDPOINT_URL`` (often a proxy or another
+    emulator: the refresh token is a long-lived credential), and plain http only to this machine."""
+    url = (endpoint or os.environ.get("AWS_ENDPOINT_URL_COGNITO_IDP") or "").strip()
+    url = url or f"https://cognito-idp.{region}.amazonaws.com"
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme != "https" and not (
+        parsed.scheme == "http" and parsed.hostname in ("127.0.0.1", "localhost", "::1")
+    ):
+        raise AuthError(f"Cognito's endpoint must be https (or http on this machine), not {url[:80]!r}")
+    return url.rstrip("/") + "/"
 
 
 class CognitoSession:
@@ -88,7 +96,7 @@ class CognitoSession:
     ) -> None:
         self.client_id = client_id
         self.region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        self.endpoint = endpoint or cognito_endpoint(self.region)
+        self.endpoint = cognito_endpoint(self.region, endpoint)
         self.timeout = timeout
         self._refresh_token = refresh_token
         self._id_token = id_token
@@ -143,7 +151,7 @@ class CognitoSession:
             refresh_token=result["RefreshToken"],
             id_token=result["IdToken"],
             region=region,
-            endpoint=endpoint or cognito_endpoint(region),
+            endpoint=cognito_endpoint(region, endpoint),
         )
 
     @property
@@ -156,9 +164,10 @@ class CognitoSession:
                 self._id_token = self._refresh()
             return self._id_token
 
-    def expired(self) -> None:
+    def expired(self, token: str) -> None:
         with self._lock:
-            self._id_token = None
+            if self._id_token == token:  # a thread that refreshed meanwhile keeps its new token
+                self._id_token = None
 
     def _refresh(self) -> str:
         body = json.dumps(

@@ -297,18 +297,24 @@ def _list_users(args: argparse.Namespace) -> int:
 def _user_state(enable: bool) -> Any:
     def run(args: argparse.Namespace) -> int:
         op = _session(args)
-        op.user(args.tenant_id, args.username)
+        was = op.user(args.tenant_id, args.username)["enabled"]
+        user = {"UserPoolId": op.pool, "Username": args.username}
         if enable:
-            op.idp.admin_enable_user(UserPoolId=op.pool, Username=args.username)
+            op.idp.admin_enable_user(**user)
         else:
-            op.idp.admin_disable_user(UserPoolId=op.pool, Username=args.username)
-            op.idp.admin_user_global_sign_out(UserPoolId=op.pool, Username=args.username)  # its refresh tokens end
+            op.idp.admin_disable_user(**user)
         from facegate.tenancy import TenantContext
 
         action = "user.enabled" if enable else "user.disabled"
-        op.service.audit.append(
-            TenantContext(tenant_id=args.tenant_id, actor=op.actor), action, {"username": args.username}
-        )
+        try:
+            op.service.audit.append(
+                TenantContext(tenant_id=args.tenant_id, actor=op.actor), action, {"username": args.username}
+            )
+        except BaseException:  # no change off the record: put the user back as it was
+            (op.idp.admin_enable_user if was else op.idp.admin_disable_user)(**user)
+            raise
+        if not enable:
+            op.idp.admin_user_global_sign_out(**user)  # its refresh tokens end too
         answer = op.user(args.tenant_id, args.username)
         _emit(args, answer, f"user {args.username} of {args.tenant_id} is {'enabled' if enable else 'disabled'}")
         return 0

@@ -149,3 +149,25 @@ def test_a_quota_only_lowers_the_catalogs_limit(dynamo: str) -> None:
     with pytest.raises(InvalidRequestError):
         service.set_quota(OPERATOR, TENANT, "mass_surveillance", "search", per_minute=1, per_day=1)
     assert _actions(service).count("quota.set") == 1
+
+
+@pytest.mark.dynamo_backends("dynamodb-local")
+def test_two_quotas_set_at_once_are_both_kept(dynamo: str) -> None:
+    """Each quota write is conditioned on the quotas as read: of two operators setting different quotas
+    at the same moment, the second reads again and sets its own on top (no lost update)."""
+    service = Operators()
+    _approved(service)
+    barrier = threading.Barrier(2)
+
+    def set_quota(operation: str) -> None:
+        barrier.wait()
+        Operators().set_quota(OPERATOR, TENANT, "access_control", operation, per_minute=3, per_day=30)
+
+    threads = [threading.Thread(target=set_quota, args=(op,)) for op in ("search", "verify")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    quotas = service.registry.get(TENANT).quotas["access_control"]
+    assert set(quotas) == {"search", "verify"}
+    assert _actions(service).count("quota.set") == 2

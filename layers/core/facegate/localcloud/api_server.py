@@ -114,12 +114,18 @@ class LocalApi:
                 return
 
             def _serve(self) -> None:
-                status, headers, body = api.dispatch(
-                    self.command,
-                    self.path,
-                    dict(self.headers),
-                    self.rfile.read(int(self.headers.get("Content-Length") or 0)),
-                )
+                raw = (self.headers.get("Content-Length") or "0").strip()
+                length = int(raw) if raw.isdigit() else -1
+                if length < 0:  # API Gateway refuses a request it cannot frame; so does this server
+                    status, headers, body = _json(400, {"message": "Bad Request: invalid Content-Length"})
+                    self.close_connection = True
+                elif length > MAX_BODY:  # refused before reading it, as API Gateway's 10 MB limit is
+                    status, headers, body = api.gateway("REQUEST_TOO_LARGE", 413, "Request Too Long", "local")
+                    self.close_connection = True
+                else:
+                    status, headers, body = api.dispatch(
+                        self.command, self.path, dict(self.headers), self.rfile.read(length)
+                    )
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)

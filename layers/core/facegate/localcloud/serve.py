@@ -71,7 +71,13 @@ class LocalServer:
         self.cloud.start()
         self.api_url = self.cloud.serve_api(self.api_port)
         self._publish_outputs()
-        common = {"AWS_ENDPOINT_URL": self.aws_endpoint, "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION}
+        common = {
+            "AWS_ENDPOINT_URL": self.aws_endpoint,
+            # The SDK sends a refresh token only to Cognito's own endpoint variable, never the general one.
+            "AWS_ENDPOINT_URL_COGNITO_IDP": self.aws_endpoint,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+        }
         self.operator_env = {
             **common,
             **{k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")},

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from facegate.errors import InvalidRequestError, ResourceNotFoundError, WriteConditionError
+from facegate.audit import JSON
+from facegate.errors import ConflictError, ResourceNotFoundError, WriteConditionError
 from facegate.policy import Operation
 from facegate.service.base import ServiceBase
 from facegate.service.records import ERASURE_ROUNDS, TEMPLATES_PER_TRANSACTION, chunks
-from facegate.store.repositories import Consent, StoredTemplate
+from facegate.store.repositories import Consent, StoredTemplate, Totals, check_template_id
 from facegate.tenancy import TenantContext, check_entity_id
 
 DELETE_ROUNDS = 5
@@ -53,9 +54,7 @@ class Management(ServiceBase):
         the tenant's totals, in one audited transaction."""
         self._decide(ctx, Operation.DELETE_SUBJECT, "erasure")
         gallery = self.galleries.get(ctx, gallery_id)
-        if not 1 <= len(template_id) <= 300:
-            raise InvalidRequestError("a template id is what the API listed")
-        found = self.templates.get(ctx, gallery.gallery_id, template_id)
+        found = self.templates.get(ctx, gallery.gallery_id, check_template_id(template_id))
         if found is None:
             raise ResourceNotFoundError(f"no template {template_id} in gallery {gallery_id}")
         details = {"gallery_id": gallery.gallery_id, "template_id": template_id, "subject_id": found.subject_id}
@@ -68,42 +67,55 @@ class Management(ServiceBase):
 
     def delete_gallery(self, ctx: TenantContext, gallery_id: str) -> dict[str, Any]:
         """Delete a gallery and every template in it: templates first (audited, in transactions of up to
-        45), then the gallery itself, only once it counts none (an enrolment that committed meanwhile is
-        read and deleted in the next round). A call that stopped half way is finished by calling again."""
+        45), then the gallery with its place under the tenant's cap, only as of the version read after the
+        last deletion (an enrolment that committed meanwhile raises it: another round deletes that too). A
+        call that stopped half way is finished by calling again; a concurrent twin finds it done."""
         self._decide(ctx, Operation.DELETE_SUBJECT, "erasure")
-        gallery = self.galleries.get(ctx, check_entity_id(gallery_id, "gallery"))
+        gallery_id = check_entity_id(gallery_id, "gallery")
+        self.galleries.get(ctx, gallery_id)  # one the caller does not hold is not found
         deleted = 0
         for _ in range(DELETE_ROUNDS):
-            for batch in chunks(self.templates.stored_in(ctx, gallery.gallery_id), TEMPLATES_PER_TRANSACTION):
-                ids = [t.template_id for t in batch]
-                for _attempt in range(ERASURE_ROUNDS):
-                    try:
-                        self.audit.append(
-                            ctx,
-                            "gallery.templates_deleted",
-                            {"gallery_id": gallery.gallery_id, "template_ids": ids},
-                            writes=self.delete_writes(ctx, list(batch)),
-                        )
-                    except WriteConditionError:  # one went meanwhile: delete what is left of the batch
-                        batch = [t for t in batch if self.templates.get(ctx, t.gallery_id, t.template_id)]
-                        ids = [t.template_id for t in batch]
-                        if not batch:
-                            break
-                        continue
-                    deleted += len(batch)
-                    break
+            deleted += self._delete_templates_of(ctx, gallery_id)
+            current = self.galleries.find(ctx, gallery_id, consistent=True)
+            if current is None:  # a concurrent deletion finished it
+                return {"gallery_id": gallery_id, "deleted": True, "templates_deleted": deleted}
+            if self.templates.stored_in(ctx, gallery_id):
+                continue  # an enrolment committed since: delete it in the next round
+            writes = [
+                self.galleries.delete_write(ctx, current),
+                self.totals.add_write(ctx, Totals.GALLERIES, current.use_case, -1),
+            ]
+            details: dict[str, JSON] = {
+                "gallery_id": gallery_id,
+                "use_case": current.use_case,
+                "templates_deleted": deleted,
+            }
             try:
-                self.audit.append(
-                    ctx,
-                    "gallery.deleted",
-                    {"gallery_id": gallery.gallery_id, "use_case": gallery.use_case, "templates_deleted": deleted},
-                    writes=[self.galleries.delete_write(ctx, gallery.gallery_id)],
-                )
+                self.audit.append(ctx, "gallery.deleted", details, writes=writes)
             except WriteConditionError:
-                continue  # a template committed since the read: another round
-            self.snapshots.purge(ctx, [gallery.gallery_id])
-            return {"gallery_id": gallery.gallery_id, "deleted": True, "templates_deleted": deleted}
-        raise InvalidRequestError("the gallery kept receiving enrolments while it was being deleted: try again")
+                continue  # changed since the read (an enrolment, a twin): read again
+            self.snapshots.purge(ctx, [gallery_id])
+            return {"gallery_id": gallery_id, "deleted": True, "templates_deleted": deleted}
+        raise ConflictError("the gallery kept changing while it was being deleted (enrolments?): call again")
+
+    def _delete_templates_of(self, ctx: TenantContext, gallery_id: str) -> int:
+        """Delete every template stored in the gallery now, audited per transaction; how many."""
+        deleted = 0
+        for chunk in chunks(self.templates.stored_in(ctx, gallery_id), TEMPLATES_PER_TRANSACTION):
+            batch = list(chunk)
+            for _ in range(ERASURE_ROUNDS):
+                if not batch:
+                    break
+                ids: list[JSON] = [t.template_id for t in batch]
+                listed: dict[str, JSON] = {"gallery_id": gallery_id, "template_ids": ids}
+                try:
+                    self.audit.append(ctx, "gallery.templates_deleted", listed, writes=self.delete_writes(ctx, batch))
+                except WriteConditionError:  # one went meanwhile (TTL, erasure): delete what is left
+                    batch = [t for t in batch if self.templates.get(ctx, t.gallery_id, t.template_id)]
+                    continue
+                deleted += len(batch)
+                break
+        return deleted
 
     def consents_of(self, ctx: TenantContext, subject_id: str) -> list[Consent]:
         return self.consents.of_subject(ctx, check_entity_id(subject_id, "subject"))

@@ -92,16 +92,21 @@ class Operators(ServiceBase):
                 f"a quota only lowers the catalog's limit for {use_case} {operation} "
                 f"({ceiling.per_minute}/minute, {ceiling.per_day}/day)"
             )
-        tenant = self.registry.get(check_tenant_id(tenant_id))
-        write = self.registry.quota_write(tenant, use_case, operation, per_minute=per_minute, per_day=per_day)
-        ctx = TenantContext(tenant_id=tenant_id, actor=operator)
-        self.audit.append(
-            ctx,
-            "quota.set",
-            {"use_case": use_case, "operation": operation, "per_minute": per_minute, "per_day": per_day},
-            writes=[write],
-        )
-        return self.registry.get(tenant_id)
+        ctx = TenantContext(tenant_id=check_tenant_id(tenant_id), actor=operator)
+        for _ in range(3):  # another quota changed since the read: read again and set this one on top
+            tenant = self.registry.get(tenant_id)
+            write = self.registry.quota_write(tenant, use_case, operation, per_minute=per_minute, per_day=per_day)
+            try:
+                self.audit.append(
+                    ctx,
+                    "quota.set",
+                    {"use_case": use_case, "operation": operation, "per_minute": per_minute, "per_day": per_day},
+                    writes=[write],
+                )
+            except WriteConditionError:
+                continue
+            return self.registry.get(tenant_id)
+        raise ConflictError(f"{tenant_id}'s quotas kept changing: try again")
 
     def approve_use_case(
         self,

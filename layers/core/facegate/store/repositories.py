@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,7 +44,7 @@ from facegate.store.models import (
     connection_of,
 )
 from facegate.store.writes import Write, commit
-from facegate.tenancy import TenantContext, check_entity_id, check_tenant_id
+from facegate.tenancy import ENTITY_ID, TenantContext, check_entity_id, check_tenant_id
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,9 @@ class TenantRegistry:
             TenantRecord(tenant.tenant_id),
             "quota",
             actions=[TenantRecord.quotas.set(quotas)],
-            condition=TenantRecord.tenant_id.exists(),
+            # The map as read: a concurrent change to another quota fails this one (the caller reads again),
+            # never overwritten with a stale copy.
+            condition=TenantRecord.tenant_id.exists() & (TenantRecord.quotas == tenant.quotas),
         )
 
     def set_status(self, tenant_id: str, status: str) -> None:
@@ -325,14 +328,16 @@ class Galleries:
             raise GalleryNotFoundError("No such gallery.")
         return gallery
 
-    def delete_write(self, ctx: TenantContext, gallery_id: str) -> Write:
-        """Delete an empty gallery: the condition (no template counted) fails if an enrolment committed
-        since its templates were read, so nothing is ever left under a deleted gallery."""
+    def delete_write(self, ctx: TenantContext, gallery: Gallery) -> Write:
+        """Delete a gallery whose templates were all deleted, as of ``gallery.version`` (read after the
+        last deletion): every template write and deletion raises the version, so an enrolment that
+        committed since fails the condition and nothing is ever left under a deleted gallery. The count
+        is not the condition: DynamoDB's TTL deletes templates without lowering it."""
         return Write(
             "delete",
-            GalleryRecord(ctx.tenant_id, check_entity_id(gallery_id, "gallery")),
+            GalleryRecord(ctx.tenant_id, check_entity_id(gallery.gallery_id, "gallery")),
             "gallery",
-            condition=GalleryRecord.gallery_id.exists() & (GalleryRecord.template_count == 0),
+            condition=GalleryRecord.gallery_id.exists() & (GalleryRecord.version == gallery.version),
         )
 
     def recount_write(self, ctx: TenantContext, gallery: Gallery, live: int) -> Write:
@@ -364,6 +369,17 @@ class StoredTemplate:
     expires_at: datetime
     references: int = 1
     """Photos fused into the template."""
+
+
+TEMPLATE_ID: Final = re.compile(rf"(?:{ENTITY_ID.pattern.strip('^$')}){SEP}[0-9a-f]{{32}}")
+
+
+def check_template_id(value: str, what: str = "a template id") -> str:
+    """A template id as :meth:`Templates.template_id` makes them (``<subject>#<32 hex>``), or a 400: a
+    caller's odd id never reaches DynamoDB (a key over 1,024 bytes would be its ValidationException)."""
+    if not TEMPLATE_ID.fullmatch(value):
+        raise InvalidRequestError(f"{what} is not a template id this API gave")
+    return value
 
 
 def _template(r: TemplateRecord) -> StoredTemplate:
@@ -497,9 +513,7 @@ class Templates:
         key = f"{ctx.tenant_id}{SEP}{check_entity_id(gallery_id, 'gallery')}"
         start = None
         if after is not None:
-            if not 1 <= len(after) <= 300 or any(ord(c) < 32 for c in after):
-                raise InvalidRequestError("next_token is not one this API gave")
-            start = {"tenant_gallery": {"S": key}, "template_id": {"S": after}}
+            start = {"tenant_gallery": {"S": key}, "template_id": {"S": check_template_id(after, "next_token")}}
         with storage("listing templates"):
             found = TemplateRecord.query(key, limit=limit, last_evaluated_key=start, consistent_read=True)
             rows = [_template(r) for r in found if _owned(ctx, r, str(r.subject_id))]

@@ -80,6 +80,8 @@ def publish(client_of: Callable[[], Any], **event: Any) -> bool:
         error = str((answer.get("Entries") or [{}])[0].get("ErrorCode", "")) if failed else ""
     except (BotoCoreError, ClientError) as exc:
         failed, error = 1, type(exc).__name__
+    except Exception as exc:
+        failed, error = 1, f"unexpected {type(exc).__name__}"
     if failed:
         observability.event_unpublished(
             tenant=event["tenant_id"], request_id=event["request_id"], status=event["status"], error=error

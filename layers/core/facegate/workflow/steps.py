@@ -629,8 +629,7 @@ def _finish(action: Any, req: WorkflowRequest, event: dict[str, Any], rt: Runtim
             keys = [p.key for p in req.photos]
             details = {"request_id": req.request_id, "keys": keys, "photos_deleted": sum(deleted)}
         rt.service.audit.append(req.ctx, what, details, once=f"{req.request_id}:{what}")
-        row = rt.service.requests.get(req.ctx, req.request_id)
-        _published(rt, req, "completed", review_state=row.review_state if row is not None else None)
+        _published(rt, req, "completed", review_state=_review_state(rt, req))
         return {"status": "completed", "image_deleted": all(deleted)}
     if action == "refused":
         decision = event.get("decision") or {}
@@ -655,6 +654,30 @@ def _finish(action: Any, req: WorkflowRequest, event: dict[str, Any], rt: Runtim
     )
 
 
+def _review_state(rt: Runtime, req: WorkflowRequest) -> str | None:
+    """The recorded review state, for the event (a failed read says none: the event is not the record)."""
+    try:
+        row = rt.service.requests.get(req.ctx, req.request_id)
+    except Exception:
+        return None
+    return row.review_state if row is not None else None
+
+
+@cache
+def _events_client_for(region: str) -> Any:
+    """EventBridge with short timeouts and two attempts: a slow bus must not hold Finish past its timeout
+    (the request is recorded before it publishes; a lost event is logged and alarmed)."""
+    import botocore.session
+    from botocore.config import Config
+
+    config = Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 2, "mode": "standard"})
+    return botocore.session.get_session().create_client("events", region_name=region, config=config)
+
+
+def _events_client(rt: Runtime) -> Callable[[], Any]:
+    return lambda: _events_client_for(rt.settings.region)
+
+
 def _published(
     rt: Runtime,
     req: WorkflowRequest,
@@ -667,7 +690,7 @@ def _published(
     from facegate.workflow import events
 
     events.publish(
-        lambda: _client("events", rt.settings.region),
+        _events_client(rt),
         tenant_id=req.tenant_id,
         request_id=req.request_id,
         operation=req.operation,
@@ -712,8 +735,9 @@ def _independent_test_complete(req: WorkflowRequest, rt: Runtime) -> dict[str, A
         action="independent_test.completed",
         details=summary,
     )
+    gone = rt.delete_image(req.image)
     _published(rt, req, "completed")
-    return {"status": "completed", **summary, "image_deleted": rt.delete_image(req.image)}
+    return {"status": "completed", **summary, "image_deleted": gone}
 
 
 def _bulk_complete(req: WorkflowRequest, rt: Runtime) -> dict[str, Any]:
@@ -737,8 +761,9 @@ def _bulk_complete(req: WorkflowRequest, rt: Runtime) -> dict[str, Any]:
         action="bulk_enrol.completed",
         details={"report": key, **counts},
     )
+    gone = rt.delete_image(req.image)
     _published(rt, req, "completed")
-    return {"status": "completed", "report": key, **counts, "image_deleted": rt.delete_image(req.image)}
+    return {"status": "completed", "report": key, **counts, "image_deleted": gone}
 
 
 def _record_failure(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
@@ -782,7 +807,7 @@ def _record_failure(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
             for i in range(len(req.photos)):
                 rt.service.transient.delete(ctx, photo_ref(req.request_id, i))
         status = "refused" if _is_refusal(error) else "failed"
-        rt.service.record_outcome(
+        recorded = rt.service.record_outcome(
             ctx,
             request_id=request_id,
             operation=req.operation if req else "recognize",
@@ -790,18 +815,21 @@ def _record_failure(event: dict[str, Any], rt: Runtime) -> dict[str, Any]:
             status=status,
             result={"reasons": [reason]},
         )
+    gone = [rt.delete_image(photo) for photo in photos]  # the images first: the event is last
     from facegate.workflow import events
 
+    # What was recorded is what is said: a request already recorded (completed before a later state
+    # failed, or a retried failure) is published with its recorded status, never a contradicting one.
     events.publish(
-        lambda: _client("events", rt.settings.region),
+        _events_client(rt),
         tenant_id=ctx.tenant_id,
         request_id=request_id,
-        operation=req.operation if req else "recognize",
-        status=status,
-        gallery_id=req.gallery_id if req else None,
-        reason_codes=[str(reason["code"])],
+        operation=recorded.operation,
+        status=recorded.status,
+        gallery_id=recorded.gallery_id,
+        review_state=recorded.review_state if recorded.status == "completed" else None,
+        reason_codes=[] if recorded.status == "completed" else [str(reason["code"])],
     )
-    gone = [rt.delete_image(photo) for photo in photos]
     return {"status": status, "reasons": [reason], "image_deleted": bool(gone) and all(gone)}
 
 
