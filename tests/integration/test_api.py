@@ -537,3 +537,22 @@ def test_a_bulk_manifest_is_checked_before_the_job_starts(
     assert says in answer["message"]
     assert _manifests(cloud) == stored
     assert _bulk_runs(cloud) == started
+
+
+@pytest.mark.parametrize("length", ["abc", "-1", "99999999999"])
+def test_a_request_the_gateway_cannot_frame_gets_an_answer_not_a_dropped_connection(
+    officer: FacegateClient, length: str
+) -> None:
+    """A Content-Length that is not a number, negative or over 10 MB: a 400 or a 413, said at once."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(officer.endpoint)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    conn.putrequest("POST", parts.path + "/galleries")
+    conn.putheader("Authorization", officer.id_token)
+    conn.putheader("Content-Length", length)
+    conn.endheaders()
+    response = conn.getresponse()
+    assert response.status == (413 if length.isdigit() else 400)
+    conn.close()

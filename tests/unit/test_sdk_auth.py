@@ -1,0 +1,49 @@
+"""The SDK's tokens: where a refresh token may go, and one refresh for many threads."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import pytest
+from facegate_sdk.auth import AuthError, CognitoSession, StaticToken, cognito_endpoint, from_environment
+
+
+def _jwt(exp: float) -> str:
+    body = base64.urlsafe_b64encode(json.dumps({"exp": exp}).encode()).decode().rstrip("=")
+    return f"e30.{body}.sig"
+
+
+def test_a_refresh_token_goes_only_to_cognitos_own_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://proxy.example:8080")  # another emulator, a proxy
+    monkeypatch.delenv("AWS_ENDPOINT_URL_COGNITO_IDP", raising=False)
+    assert cognito_endpoint("eu-west-2") == "https://cognito-idp.eu-west-2.amazonaws.com/"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_COGNITO_IDP", "http://127.0.0.1:4566")
+    assert cognito_endpoint("eu-west-2") == "http://127.0.0.1:4566/"
+    for bad in ("http://cognito.example", "ftp://127.0.0.1", "file:///etc/passwd"):
+        with pytest.raises(AuthError, match="https"):
+            cognito_endpoint("eu-west-2", bad)
+
+
+def test_a_401_clears_only_the_token_it_was_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A thread whose call met a 401 with an old token must not throw away the new one another thread
+    just refreshed (that would refresh once per thread, each holding the lock)."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL_COGNITO_IDP", raising=False)
+    fresh = _jwt(time.time() + 3600)
+    session = CognitoSession(client_id="c", refresh_token="r", id_token=fresh)
+    session.expired(_jwt(time.time() - 10))  # an older token than the one held
+    assert session.token() == fresh  # no refresh was needed (none could reach Cognito here)
+    session.expired(fresh)
+    assert session._id_token is None
+
+
+def test_the_environment_names_a_refreshing_session_or_a_fixed_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("FACEGATE_ID_TOKEN", "FACEGATE_REFRESH_TOKEN", "FACEGATE_USER_POOL_CLIENT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    assert from_environment() is None
+    monkeypatch.setenv("FACEGATE_ID_TOKEN", "t")
+    assert isinstance(from_environment(), StaticToken)
+    monkeypatch.setenv("FACEGATE_REFRESH_TOKEN", "r")
+    monkeypatch.setenv("FACEGATE_USER_POOL_CLIENT_ID", "c")
+    assert isinstance(from_environment(), CognitoSession)
