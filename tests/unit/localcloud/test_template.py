@@ -833,3 +833,41 @@ def test_an_express_definition_uses_only_what_express_runs(name: str) -> None:
 
     for resource in resources(definition["States"]):
         assert not resource.endswith((".sync", ".waitForTaskToken")), resource
+
+
+OTEL_VARIABLES = ("AWS_LAMBDA_EXEC_WRAPPER", "OTEL_SERVICE_NAME", "OTEL_PROPAGATORS")
+
+
+@pytest.mark.parametrize(
+    "layer", ["", "arn:aws:lambda:eu-west-2:901920570463:layer:aws-otel-python-amd64-ver-1-32-0:1"]
+)
+def test_opentelemetry_is_behind_one_parameter_and_only_where_a_layer_can_go(
+    translated: dict[str, Any], layer: str
+) -> None:
+    """GIVEN OpenTelemetryLayerArn empty (the default) or set WHEN the template is resolved THEN with it
+    empty no function has the wrapper or the layer; set, every zip function has both (the wrapper needs
+    the layer's file) and the image functions neither (they take no layers: the wrapper would not exist)."""
+    from facegate.localcloud.deploy import NO_VALUE, Stack
+
+    stack = Stack("otel", translated, root=ROOT, region="eu-west-2", adapter=None,  # type: ignore[arg-type]
+                  parameters={"BatchImageUri": "x", "BatchSubnetIds": "s", "BatchSecurityGroupIds": "g",
+                              "OpenTelemetryLayerArn": layer})  # fmt: skip
+    for name, resource in translated["Resources"].items():  # the layer's version, as SAM names it
+        if resource["Type"] == "AWS::Lambda::LayerVersion":
+            stack.refs[name] = "arn:core"
+    assert stack.condition("UseOpenTelemetry") is bool(layer)
+    for logical, props in _of_type(translated, "AWS::Lambda::Function").items():
+        variables = props.get("Environment", {}).get("Variables", {})
+        image = props.get("PackageType") == "Image"
+        assert not (image and set(OTEL_VARIABLES) & set(variables)), logical
+        if image:
+            assert "Layers" not in props, logical
+            continue
+        resolved = {k: stack.resolve(variables[k]) for k in OTEL_VARIABLES}
+        layers = stack.resolve(props["Layers"])
+        if layer:
+            assert resolved["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/otel-instrument", logical
+            assert layers == ["arn:core", layer], logical
+        else:
+            assert all(v is NO_VALUE for v in resolved.values()), logical
+            assert layers == ["arn:core"], logical

@@ -152,9 +152,36 @@ class Stack:
             if key == "Fn::Select":
                 index, items = arg
                 return self.resolve(items)[int(self.resolve(index))]
-            if key.startswith("Fn::") or key == "Condition":
+            if key == "Fn::If":
+                name, when_true, when_false = arg
+                return self.resolve(when_true if self.condition(name) else when_false)
+            if key in ("Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or", "Condition"):
+                return self._condition_value(value)
+            if key.startswith("Fn::"):
                 raise DeployError(f"the local deployer does not support {key}")
         return {k: r for k, r in ((k, self.resolve(v)) for k, v in value.items()) if r is not NO_VALUE}
+
+    def condition(self, name: str) -> bool:
+        """A template condition's value (``Conditions``), as CloudFormation evaluates it."""
+        conditions = self.template.get("Conditions", {})
+        if name not in conditions:
+            raise DeployError(f"no condition {name} in the template")
+        return self._condition_value(conditions[name])
+
+    def _condition_value(self, node: Any) -> bool:
+        ((key, arg),) = node.items()
+        if key == "Condition":
+            return self.condition(arg)
+        if key == "Fn::Equals":
+            left, right = (self.resolve(v) for v in arg)
+            return bool(str(left) == str(right))
+        if key == "Fn::Not":
+            return not self._condition_value(arg[0])
+        if key == "Fn::And":
+            return all(self._condition_value(c) for c in arg)
+        if key == "Fn::Or":
+            return any(self._condition_value(c) for c in arg)
+        raise DeployError(f"{key} is not a condition function")
 
     def _sub_var(self, name: str, extra: dict[str, Any]) -> Any:
         if name in extra:
@@ -192,6 +219,9 @@ class Stack:
             raise DeployError(f"the local cloud cannot deploy {', '.join(unknown)}")
         for logical in self.order():
             body = self.template["Resources"][logical]
+            if "Condition" in body and not self.condition(body["Condition"]):
+                self.refs[logical] = NO_VALUE  # not created, as CloudFormation skips it
+                continue
             creator = CREATORS.get(body["Type"])
             if creator is None:
                 raise DeployError(f"{logical}: the local cloud cannot deploy {body['Type']}")
@@ -201,7 +231,11 @@ class Stack:
             self.attrs[logical] = attrs
 
     def outputs(self) -> dict[str, Any]:
-        return {k: self.resolve(v["Value"]) for k, v in self.template.get("Outputs", {}).items()}
+        return {
+            k: self.resolve(v["Value"])
+            for k, v in self.template.get("Outputs", {}).items()
+            if "Condition" not in v or self.condition(v["Condition"])
+        }
 
     def arn(self, service: str, resource: str) -> str:
         return f"arn:aws:{service}:{self.region}:{ACCOUNT}:{resource}"
