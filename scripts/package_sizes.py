@@ -86,6 +86,8 @@ def functions(template: dict[str, Any]) -> list[Function]:
             fn.code_uri = props.get("CodeUri")
             fn.handler = props.get("Handler")
             for layer in props.get("Layers", []) or []:
+                if isinstance(layer, dict) and (layer.get("Fn::If") or [None])[0] == "UseOpenTelemetry":
+                    continue  # AWS's optional OpenTelemetry layer (a parameter's ARN): not built or sized here
                 name = _ref_name(layer)
                 if name is None:
                     raise SystemExit(f"{logical_id}: layer {layer!r} is not a !Ref to a layer in this template")
