@@ -1,4 +1,4 @@
-"""The result bus's events: their shape, and a failed publication is said, never silent (moto)."""
+"""The result bus's events (workflow/events.py): their shape, and a failed publication is said, never silent (moto)."""
 
 from __future__ import annotations
 
