@@ -152,11 +152,9 @@ def test_nested_intrinsics(stack: Stack) -> None:
 @pytest.mark.parametrize(
     "value",
     [
-        {"Fn::If": ["IsProd", "a", "b"]},
         {"Fn::Split": [",", "a,b"]},
         {"Fn::GetAZs": ""},
         {"Fn::ImportValue": "shared"},
-        {"Condition": "IsProd"},
     ],
     ids=lambda v: next(iter(v)),
 )
@@ -164,6 +162,32 @@ def test_unsupported_function_is_an_error(stack: Stack, value: dict[str, Any]) -
     (name,) = value
     with pytest.raises(DeployError, match=f"does not support {name}"):
         stack.resolve({"Outer": [value]})
+
+
+@pytest.mark.parametrize(("env", "expected"), [("dev", "b"), ("prod", "a")])
+def test_conditions_are_evaluated_as_cloudformation_does(env: str, expected: str) -> None:
+    """``Conditions`` (Fn::Equals, Fn::Not, Fn::And, Fn::Or, Condition), ``Fn::If`` with
+    ``AWS::NoValue`` dropping a key or a list item, and a resource or output under a false condition
+    not created."""
+    s = _stack(Env=env)
+    s.template["Conditions"] = {
+        "IsProd": {"Fn::Equals": [{"Ref": "Env"}, "prod"]},
+        "IsDev": {"Fn::Not": [{"Condition": "IsProd"}]},
+        "Either": {"Fn::Or": [{"Condition": "IsProd"}, {"Condition": "IsDev"}]},
+        "Both": {"Fn::And": [{"Condition": "IsProd"}, {"Condition": "IsDev"}]},
+    }
+    assert s.resolve({"Fn::If": ["IsProd", "a", "b"]}) == expected
+    assert s.condition("Either") is True
+    assert s.condition("Both") is False
+    dropped = s.resolve(
+        {
+            "K": {"Fn::If": ["IsDev", {"Ref": "AWS::NoValue"}, 1]},
+            "L": [1, {"Fn::If": ["IsDev", {"Ref": "AWS::NoValue"}, 2]}],
+        }
+    )
+    assert dropped == ({} if env == "dev" else {"K": 1}) | {"L": [1] if env == "dev" else [1, 2]}
+    with pytest.raises(DeployError, match="no condition"):
+        s.condition("Unknown")
 
 
 # --- order ----------------------------------------------------------------------------------------

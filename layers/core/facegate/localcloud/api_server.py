@@ -119,7 +119,8 @@ class LocalApi:
                 if length < 0:  # API Gateway refuses a request it cannot frame; so does this server
                     status, headers, body = _json(400, {"message": "Bad Request: invalid Content-Length"})
                     self.close_connection = True
-                elif length > MAX_BODY:  # refused before reading it, as API Gateway's 10 MB limit is
+                elif length > MAX_BODY:  # refused unread (API Gateway's 10 MB limit); what is sent is drained
+                    self._drain(length)
                     status, headers, body = api.gateway("REQUEST_TOO_LARGE", 413, "Request Too Long", "local")
                     self.close_connection = True
                 else:
@@ -133,6 +134,21 @@ class LocalApi:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(body)
+
+            def _drain(self, length: int) -> None:
+                """Read and drop what the client sends of an oversized body (so it reads the 413 instead of
+                a reset connection), stopping when it pauses: a length it never means to send is not waited for."""
+
+                self.connection.settimeout(1.0)
+                left = length
+                try:
+                    while left > 0:
+                        chunk = self.rfile.read(min(left, 1 << 20))
+                        if not chunk:
+                            break
+                        left -= len(chunk)
+                except (TimeoutError, OSError):
+                    return
 
             # Every method reaches dispatch, as every method reaches API Gateway: one the API does not
             # define is its 403 "Missing Authentication Token", never this server's own 501 page.
