@@ -60,6 +60,7 @@ from facegate.errors import (
 from facegate.policy import Operation
 from facegate.service import FaceService
 from facegate.service.management import consent_view, template_view
+from facegate.store.repositories import TEMPLATE_ID
 from facegate.store.scope import tenant_scope
 from facegate.store.submissions import Submissions, token_request_id
 from facegate.tenancy import ENTITY_ID, TENANT_ID, TenantContext, check_entity_id
@@ -332,30 +333,23 @@ def _whole(value: str, name: str) -> int:
     return int(value)
 
 
-def _opaque_token(token: str | None) -> str | None:
-    """A template list's ``next_token`` back to the last template id (base64url; anything else a 400)."""
-    if token is None:
-        return None
-    try:
-        decoded = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("utf-8")
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise InvalidRequestError("next_token is not one this API gave") from None
-    if not decoded:
-        raise InvalidRequestError("next_token is not one this API gave")
-    return decoded
-
-
-def _page_token(token: str | None) -> str | None:
-    """A list's ``next_token`` back to the last id of the page before (base64url; anything else is a 400)."""
+def _page_token(token: str | None, shape: re.Pattern[str] = ENTITY_ID) -> str | None:
+    """A list's ``next_token`` back to the last id of the page before (base64url of an id of ``shape``:
+    a request id, or a template id; anything else is a 400)."""
     if token is None:
         return None
     try:
         decoded = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise InvalidRequestError("next_token is not one this API gave") from None
-    if ENTITY_ID.fullmatch(decoded) is None:
+    if shape.fullmatch(decoded) is None:
         raise InvalidRequestError("next_token is not one this API gave")
     return decoded
+
+
+def _next_token(last: str) -> str:
+    """The ``next_token`` for a page whose last id is ``last`` (what :func:`_page_token` reads back)."""
+    return base64.urlsafe_b64encode(last.encode()).decode().rstrip("=")
 
 
 def _image(data_b64: str) -> bytes:
@@ -374,6 +368,7 @@ class TenantApi:
     ) -> None:
         self.service = service
         self.s3 = s3
+        self._presign_client: Any = None
         self.sfn = sfn
         self.settings = settings
         self.anchors = anchors or AnchorSigner.for_key(settings.audit_signing_key_id)
@@ -426,18 +421,19 @@ class TenantApi:
         return ObjectRef(bucket=self.settings.bucket, key=key, version_id=put.get("VersionId"))
 
     def _presigner(self) -> Any:
-        """The client that signs upload URLs: the API's own, or one for ``FACEGATE_PRESIGN_ENDPOINT`` (the
-        endpoint other processes reach: ``facegate local serve``'s moto)."""
-        import boto3
-        from botocore.config import Config
+        """The client that signs upload URLs, for S3's endpoint or ``FACEGATE_PRESIGN_ENDPOINT`` (the
+        endpoint other processes reach: ``facegate local serve``'s moto); made once per container."""
+        if self._presign_client is None:
+            from botocore.config import Config
 
-        # SigV4 (query-string auth with X-Amz-Credential), which S3 requires for KMS-encrypted objects.
-        return boto3.client(
-            "s3",
-            region_name=os.environ.get("AWS_REGION"),
-            endpoint_url=os.environ.get("FACEGATE_PRESIGN_ENDPOINT") or None,
-            config=Config(signature_version="s3v4"),
-        )
+            # SigV4 (query-string auth with X-Amz-Credential), which S3 requires for KMS-encrypted objects.
+            self._presign_client = boto3.client(
+                "s3",
+                region_name=os.environ.get("AWS_REGION"),
+                endpoint_url=os.environ.get("FACEGATE_PRESIGN_ENDPOINT") or None,
+                config=Config(signature_version="s3v4"),
+            )
+        return self._presign_client
 
     @contextmanager
     def _deleted_on_failure(
@@ -719,11 +715,11 @@ class TenantApi:
         def list_templates(gallery_id: str) -> dict[str, Any]:
             query = self.app.current_event.query_string_parameters or {}
             limit = _whole(query.get("limit", "50"), "limit")
-            after = _opaque_token(query.get("next_token"))
+            after = _page_token(query.get("next_token"), TEMPLATE_ID)
             rows, last = self.service.templates_page(self.ctx(), gallery_id, limit=limit, after=after)
             page: dict[str, Any] = {"gallery_id": gallery_id, "templates": [template_view(t) for t in rows]}
             if last is not None:
-                page["next_token"] = base64.urlsafe_b64encode(last.encode()).decode().rstrip("=")
+                page["next_token"] = _next_token(last)
             return page
 
         @app.delete("/galleries/<gallery_id>/templates/<template_id>")
@@ -756,7 +752,7 @@ class TenantApi:
             rows, last = self.service.requests.page(self.ctx(), limit=limit, after=after)
             page: dict[str, Any] = {"requests": [_request_view(row) for row in rows]}
             if last is not None:
-                page["next_token"] = base64.urlsafe_b64encode(last.encode()).decode().rstrip("=")
+                page["next_token"] = _next_token(last)
             return page
 
         @app.get("/requests/<request_id>")
