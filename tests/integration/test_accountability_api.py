@@ -84,7 +84,7 @@ def test_the_html_report_is_one_escaped_page(clients: dict[str, FacegateClient])
     assert "&lt;script&gt;alert(&quot;HMP&quot;)&lt;/script&gt; North" in page
     assert "access_control" in page
     request = urllib.request.Request(
-        f"{prison.endpoint}/accountability-report?format=html", headers={"Authorization": prison.id_token}
+        f"{prison.endpoint}/accountability-report?format=html", headers={"Authorization": prison.token}
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         assert response.headers["Content-Type"].startswith("text/html")

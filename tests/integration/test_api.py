@@ -134,7 +134,7 @@ def _post_raw(client: FacegateClient, path: str, body: bytes) -> tuple[int, dict
         client.endpoint + path,
         data=body,
         method="POST",
-        headers={"Authorization": client.id_token, "Content-Type": "application/json"},
+        headers={"Authorization": client.token, "Content-Type": "application/json"},
     )
     try:
         with urllib.request.urlopen(request, timeout=client.timeout) as response:
@@ -266,7 +266,7 @@ def _shared_gallery(officer: FacegateClient) -> None:
 
 
 def _get_raw(client: FacegateClient, path: str) -> tuple[int, str, dict[str, Any]]:
-    request = urllib.request.Request(client.endpoint + path, method="GET", headers={"Authorization": client.id_token})
+    request = urllib.request.Request(client.endpoint + path, method="GET", headers={"Authorization": client.token})
     try:
         with urllib.request.urlopen(request, timeout=client.timeout) as response:
             return response.status, response.headers.get("Content-Type", ""), json.loads(response.read() or b"{}")
@@ -550,7 +550,7 @@ def test_a_request_the_gateway_cannot_frame_gets_an_answer_not_a_dropped_connect
     parts = urlsplit(officer.endpoint)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     conn.putrequest("POST", parts.path + "/galleries")
-    conn.putheader("Authorization", officer.id_token)
+    conn.putheader("Authorization", officer.token)
     conn.putheader("Content-Length", length)
     conn.endheaders()
     response = conn.getresponse()

@@ -263,7 +263,7 @@ def test_the_cli_submits_waits_and_writes_the_same_report(
     completed: dict[str, Any], clients: dict[str, FacegateClient], cloud: LocalCloud, tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    token = clients[OTHER_LAB].id_token
+    token = clients[OTHER_LAB].token
     code = cli.main(
         [
             "sandbox",
@@ -284,9 +284,7 @@ def test_the_cli_submits_waits_and_writes_the_same_report(
     assert (tmp_path / "report.html").read_text().count("data:image/png;base64,") >= 3
     test_id = written["independent_test"]["test_id"]
     assert cli.main(["sandbox", "report", test_id, "--endpoint", cloud.serve_api(), "--token", token]) == 0
-    assert (
-        cli.main(["sandbox", "report", test_id, "--endpoint", cloud.serve_api(), "--token", clients[LAB].id_token]) == 4
-    )
+    assert cli.main(["sandbox", "report", test_id, "--endpoint", cloud.serve_api(), "--token", clients[LAB].token]) == 4
 
 
 def test_a_testers_own_uploader_session_cannot_forge_its_report(completed: dict[str, Any], cloud: LocalCloud) -> None:

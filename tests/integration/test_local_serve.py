@@ -23,7 +23,7 @@ import pytest
 from _images import chip_png
 from _serve import FACEGATE, ROOT, clean_environment, local_serve, log_lines
 from facegate_sdk import FacegateClient, RefusedError
-from facegate_sdk.auth import CognitoSession, StaticToken
+from facegate_sdk.auth import ClientCredentials, CognitoSession, StaticToken
 
 from facegate import datasets
 from facegate.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_REFUSED
@@ -97,7 +97,7 @@ def _outputs(served: dict[str, Any]) -> dict[str, str]:
 def _tenant_env(served: dict[str, Any], session: CognitoSession) -> dict[str, str]:
     return {
         "FACEGATE_API_URL": served["api_url"],
-        "FACEGATE_ID_TOKEN": session.token(),
+        "FACEGATE_TOKEN": session.token(),
         "FACEGATE_REFRESH_TOKEN": session.refresh_token,
         "FACEGATE_USER_POOL_CLIENT_ID": session.client_id,
         "AWS_ENDPOINT_URL": served["aws_endpoint"],
@@ -250,7 +250,7 @@ def test_an_upload_from_another_process_starts_recognize(served: dict[str, Any],
         auth=CognitoSession(
             client_id=demo["FACEGATE_USER_POOL_CLIENT_ID"],
             refresh_token=demo["FACEGATE_REFRESH_TOKEN"],
-            id_token=demo["FACEGATE_ID_TOKEN"],
+            access_token=demo["FACEGATE_TOKEN"],
             endpoint=served["aws_endpoint"],
         ),
     )
@@ -360,6 +360,47 @@ def test_a_person_invited_with_a_temporary_password_signs_in_with_the_cli(
     )  # fmt: skip
     assert again.returncode == EXIT_BAD_INPUT
     assert len(again.stderr.strip().splitlines()) == 1
+
+
+def test_a_checkpoint_system_signs_in_with_client_credentials_from_another_process(
+    served: dict[str, Any], onboarded: dict[str, str]
+) -> None:
+    """The operator CLI creates a machine client (its secret shown once); the tenant CLI and the SDK,
+    given only FACEGATE_CLIENT_ID, _SECRET and FACEGATE_TOKEN_URL (the stack's TokenUrl), act as the
+    tenant; disabled, the next sign-in is a one-line exit 2; the seeded demo tenant has one in machine.env."""
+    created = _operator(served, "clients", "create", TENANT, "gate-b-turnstile", "--json")
+    assert created.returncode == EXIT_OK, created.stderr
+    client = json.loads(created.stdout)
+    assert (client["tenant_id"], client["name"], client["status"]) == (TENANT, "gate-b-turnstile", "active")
+    assert client["token_url"] == _outputs(served)["TokenUrl"] == served["token_url"]
+    machine = {
+        "FACEGATE_API_URL": served["api_url"],
+        "FACEGATE_CLIENT_ID": client["client_id"],
+        "FACEGATE_CLIENT_SECRET": client["client_secret"],
+        "FACEGATE_TOKEN_URL": client["token_url"],
+    }
+    listed = _run(["tenant", "galleries", "list", "--json"], machine)
+    assert listed.returncode == EXIT_OK, listed.stderr
+    clients = _operator(served, "clients", "list", TENANT, "--json")
+    assert [c["name"] for c in json.loads(clients.stdout)] == ["gate-b-turnstile"]
+    assert "client_secret" not in clients.stdout  # shown once, at creation; never stored by facegate
+
+    disabled = _operator(served, "clients", "disable", TENANT, client["client_id"], "--reason", "reader stolen")
+    assert disabled.returncode == EXIT_OK, disabled.stderr
+    refused = _run(["tenant", "galleries", "list"], machine)
+    assert refused.returncode == EXIT_BAD_INPUT
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert "disabled" in refused.stderr
+
+    demo = served["machine"]
+    assert "export FACEGATE_CLIENT_SECRET=" in (served["folder"] / "machine.env").read_text()
+    seeded = FacegateClient(
+        demo["FACEGATE_API_URL"],
+        auth=ClientCredentials(demo["FACEGATE_CLIENT_ID"], demo["FACEGATE_CLIENT_SECRET"], demo["FACEGATE_TOKEN_URL"]),
+    )
+    assert isinstance(seeded.list_galleries()["galleries"], list)
+    actions = [e["action"] for e in FacegateClient(served["api_url"], auth=_sign_in(served)).export_audit()["entries"]]
+    assert {"machine_client.created", "machine_client.disabled"} <= set(actions)
 
 
 def test_a_bulk_enrolment_uploads_straight_to_s3_and_reports_each_subject(served: dict[str, Any]) -> None:

@@ -188,11 +188,11 @@ def test_no_service_is_a_connection_error_not_a_urllib_one() -> None:
 
 def test_configuration_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACEGATE_API_URL", "https://api.example/prod/")
-    monkeypatch.setenv("FACEGATE_ID_TOKEN", "tok")
+    monkeypatch.setenv("FACEGATE_TOKEN", "tok")
     monkeypatch.setenv("FACEGATE_MAX_ATTEMPTS", "5")
     monkeypatch.setenv("FACEGATE_TIMEOUT", "12.5")
     client = FacegateClient()
-    assert (client.endpoint, client.id_token, client.max_attempts, client.timeout) == (
+    assert (client.endpoint, client.token, client.max_attempts, client.timeout) == (
         "https://api.example/prod",
         "tok",
         5,
@@ -203,17 +203,17 @@ def test_configuration_comes_from_the_environment(monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"FACEGATE_ID_TOKEN": "t"}, "FACEGATE_API_URL"),
-        ({"FACEGATE_API_URL": "https://a"}, "FACEGATE_ID_TOKEN"),
-        ({"FACEGATE_API_URL": "ftp://a", "FACEGATE_ID_TOKEN": "t"}, "http"),
-        ({"FACEGATE_API_URL": "https://a", "FACEGATE_ID_TOKEN": "t", "FACEGATE_MAX_ATTEMPTS": "0"}, "at least 1"),
-        ({"FACEGATE_API_URL": "https://a", "FACEGATE_ID_TOKEN": "t", "FACEGATE_MAX_ATTEMPTS": "x"}, "whole number"),
+        ({"FACEGATE_TOKEN": "t"}, "FACEGATE_API_URL"),
+        ({"FACEGATE_API_URL": "https://a"}, "FACEGATE_TOKEN"),
+        ({"FACEGATE_API_URL": "ftp://a", "FACEGATE_TOKEN": "t"}, "http"),
+        ({"FACEGATE_API_URL": "https://a", "FACEGATE_TOKEN": "t", "FACEGATE_MAX_ATTEMPTS": "0"}, "at least 1"),
+        ({"FACEGATE_API_URL": "https://a", "FACEGATE_TOKEN": "t", "FACEGATE_MAX_ATTEMPTS": "x"}, "whole number"),
     ],
 )
 def test_missing_or_bad_configuration_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
 ) -> None:
-    for name in ("FACEGATE_API_URL", "FACEGATE_ID_TOKEN", "FACEGATE_MAX_ATTEMPTS", "FACEGATE_TIMEOUT"):
+    for name in ("FACEGATE_API_URL", "FACEGATE_TOKEN", "FACEGATE_MAX_ATTEMPTS", "FACEGATE_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)

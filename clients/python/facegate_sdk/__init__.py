@@ -3,7 +3,7 @@
 Its own distribution, ``facegate-sdk`` (``pip install ./clients/python``): the standard library only, no
 OpenCV, onnxruntime or AWS SDK. The ``facegate`` package carries it too, as ``facegate.sdk``.
 
-    client = FacegateClient(api_url, id_token)          # an ID token from the tenant's Cognito sign-in
+    client = FacegateClient(api_url, token)             # an access token (a person's sign-in, a machine's)
     client.create_gallery("staff", name="Staff", use_case="access_control")
     consent = client.record_consent("s-42", purpose="access_control", evidence=signed_pdf, expires_at=...)
     client.enrol("staff", "s-42", consent["consent_id"], photo_bytes)
@@ -13,10 +13,12 @@ OpenCV, onnxruntime or AWS SDK. The ``facegate`` package carries it too, as ``fa
     result = client.wait_for_request(submitted["request_id"])
 
 The tenant is never a parameter: it comes from the identity behind the token. ``FacegateClient()`` with
-no arguments reads ``FACEGATE_API_URL`` and ``FACEGATE_ID_TOKEN`` (and ``FACEGATE_MAX_ATTEMPTS``,
+no arguments reads ``FACEGATE_API_URL`` and ``FACEGATE_TOKEN`` (and ``FACEGATE_MAX_ATTEMPTS``,
 ``FACEGATE_TIMEOUT``) from the environment; with ``FACEGATE_REFRESH_TOKEN`` and
 ``FACEGATE_USER_POOL_CLIENT_ID`` too, the SDK refreshes the token itself before it expires and after a
-401 (:mod:`facegate_sdk.auth`; ``CognitoSession.sign_in`` signs a person in with SRP).
+401 (:mod:`facegate_sdk.auth`; ``CognitoSession.sign_in`` signs a person in with SRP); with
+``FACEGATE_CLIENT_ID``, ``FACEGATE_CLIENT_SECRET`` and ``FACEGATE_TOKEN_URL``, a machine signs in with
+client credentials (``ClientCredentials``).
 
 Errors: the service's answers are :class:`FacegateApiError` subclasses by kind (:class:`BadRequestError`,
 :class:`UnauthorizedError`, :class:`RefusedError` with the gate's ``decision`` and ``reason_codes``,
@@ -58,7 +60,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypedDict, cast, overload
 from urllib.parse import quote
 
-from facegate_sdk.auth import AuthError, CognitoSession, StaticToken, TokenProvider, from_environment
+from facegate_sdk.auth import (
+    AuthError,
+    ClientCredentials,
+    CognitoSession,
+    StaticToken,
+    TokenProvider,
+    from_environment,
+)
 
 if TYPE_CHECKING:
     from facegate.audit.anchor import SignedAnchor
@@ -69,6 +78,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AuthError",
     "BadRequestError",
+    "ClientCredentials",
     "CognitoSession",
     "ConflictError",
     "Consent",
@@ -334,14 +344,14 @@ def _int_from_env(name: str, default: int) -> int:
 
 
 class FacegateClient:
-    """A client of one tenant API. ``endpoint`` and ``id_token`` default to ``FACEGATE_API_URL`` and
-    ``FACEGATE_ID_TOKEN``; ``max_attempts`` (``FACEGATE_MAX_ATTEMPTS``, default 3) counts the first try;
+    """A client of one tenant API. ``endpoint`` and ``token`` default to ``FACEGATE_API_URL`` and
+    ``FACEGATE_TOKEN``; ``max_attempts`` (``FACEGATE_MAX_ATTEMPTS``, default 3) counts the first try;
     ``timeout`` (``FACEGATE_TIMEOUT``, default 30 s) is per attempt."""
 
     def __init__(
         self,
         endpoint: str | None = None,
-        id_token: str | None = None,
+        token: str | None = None,
         *,
         auth: TokenProvider | None = None,
         timeout: float | None = None,
@@ -349,13 +359,14 @@ class FacegateClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         endpoint = endpoint or os.environ.get("FACEGATE_API_URL")
-        provider = auth or (StaticToken(id_token) if id_token else from_environment())
+        provider = auth or (StaticToken(token) if token else from_environment())
         if not endpoint:
             raise ValueError("no API endpoint: pass endpoint or set FACEGATE_API_URL (the stack's ApiUrl)")
         if provider is None:
             raise ValueError(
-                "no token: pass id_token or auth (facegate_sdk.auth.CognitoSession), or set FACEGATE_ID_TOKEN "
-                "(and FACEGATE_REFRESH_TOKEN with FACEGATE_USER_POOL_CLIENT_ID for a session the SDK refreshes)"
+                "no token: pass token or auth (facegate_sdk.auth.CognitoSession or ClientCredentials), or set "
+                "FACEGATE_TOKEN (and FACEGATE_REFRESH_TOKEN with FACEGATE_USER_POOL_CLIENT_ID for a session the SDK "
+                "refreshes), or FACEGATE_CLIENT_ID, FACEGATE_CLIENT_SECRET and FACEGATE_TOKEN_URL for a machine"
             )
         if not endpoint.startswith(("https://", "http://")):
             raise ValueError(f"the endpoint is an http(s) URL, not {endpoint[:60]!r}")
@@ -368,7 +379,7 @@ class FacegateClient:
         self._sleep = sleep
 
     @property
-    def id_token(self) -> str:
+    def token(self) -> str:
         """The token the next call sends (refreshed first if it nears its expiry)."""
         return self.auth.token()
 

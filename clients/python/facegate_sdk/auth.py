@@ -1,17 +1,28 @@
-"""Tokens for the tenant API: a person's Cognito sign-in, kept fresh by the SDK itself.
+"""Tokens for the tenant API: a person's Cognito sign-in or a machine's client credentials, kept fresh
+by the SDK itself.
+
+The API accepts Cognito access tokens that carry the ``facegate/api`` scope and the tenant claim
+(``custom:tenant_id``), which the user pool's trigger adds from what an operator set: a person's user
+attribute, or the machine-client registry. Nothing here chooses the tenant.
 
 A person signs in with Cognito's SRP flow (the password never leaves the machine): the maintained
 implementation is ``pycognito``'s (``pip install 'facegate-sdk[srp]'``, which brings boto3). From then
-on the SDK needs no AWS SDK: it refreshes the ID token with the refresh token (Cognito's
+on the SDK needs no AWS SDK: it refreshes the access token with the refresh token (Cognito's
 ``REFRESH_TOKEN_AUTH``, one unsigned JSON call) before it expires and after a 401.
+
+A machine (a checkpoint system) has a client id and secret from ``facegate operator clients create``
+and asks the user pool domain's token endpoint (the stack's ``TokenUrl``) for a token with the OAuth
+client-credentials grant, again before the last one expires and after a 401.
 
     session = CognitoSession.sign_in("officer-ruiz", password, user_pool_id=..., client_id=..., region=...)
     client = FacegateClient(api_url, auth=session)
 
-    # or, from the environment (FACEGATE_ID_TOKEN, FACEGATE_REFRESH_TOKEN, FACEGATE_USER_POOL_CLIENT_ID):
-    client = FacegateClient()
+    machine = ClientCredentials(client_id, client_secret, token_url)
+    client = FacegateClient(api_url, auth=machine)
 
-The tenant is a claim the operator set on the user (``custom:tenant_id``); nothing here chooses it.
+    # or, from the environment (FACEGATE_CLIENT_ID, FACEGATE_CLIENT_SECRET and FACEGATE_TOKEN_URL; or
+    # FACEGATE_REFRESH_TOKEN and FACEGATE_USER_POOL_CLIENT_ID; or FACEGATE_TOKEN alone):
+    client = FacegateClient()
 """
 
 from __future__ import annotations
@@ -30,8 +41,13 @@ REFRESH_MARGIN_S = 120.0
 """A token this close to its expiry is refreshed before it is sent."""
 
 
+API_SCOPE = "facegate/api"
+"""The one scope of the tenant API's resource server."""
+
+
 class AuthError(Exception):
-    """Signing in or refreshing a token failed (wrong password, disabled user, revoked refresh token)."""
+    """Signing in or refreshing a token failed (wrong password, disabled user, revoked refresh token,
+    an unknown or disabled machine client)."""
 
 
 class TokenProvider(Protocol):
@@ -45,7 +61,7 @@ class TokenProvider(Protocol):
 
 
 class StaticToken:
-    """A token the caller manages (``FACEGATE_ID_TOKEN`` alone): sent as it is, never refreshed."""
+    """A token the caller manages (``FACEGATE_TOKEN`` alone): sent as it is, never refreshed."""
 
     def __init__(self, token: str) -> None:
         self._token = token
@@ -73,23 +89,28 @@ def cognito_endpoint(region: str, endpoint: str | None = None) -> str:
     emulator: the refresh token is a long-lived credential), and plain http only to this machine."""
     url = (endpoint or os.environ.get("AWS_ENDPOINT_URL_COGNITO_IDP") or "").strip()
     url = url or f"https://cognito-idp.{region}.amazonaws.com"
+    return _credential_url(url, "Cognito's endpoint").rstrip("/") + "/"
+
+
+def _credential_url(url: str, what: str) -> str:
+    """A URL a credential may be sent to: https, or plain http only to this machine (a local stack)."""
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme != "https" and not (
         parsed.scheme == "http" and parsed.hostname in ("127.0.0.1", "localhost", "::1")
     ):
-        raise AuthError(f"Cognito's endpoint must be https (or http on this machine), not {url[:80]!r}")
-    return url.rstrip("/") + "/"
+        raise AuthError(f"{what} must be https (or http on this machine), not {url[:80]!r}")
+    return url
 
 
 class CognitoSession:
-    """A person's sign-in: an ID token, refreshed with the refresh token when it nears its expiry."""
+    """A person's sign-in: an access token, refreshed with the refresh token when it nears its expiry."""
 
     def __init__(
         self,
         *,
         client_id: str,
         refresh_token: str,
-        id_token: str | None = None,
+        access_token: str | None = None,
         region: str | None = None,
         endpoint: str | None = None,
         timeout: float = 10.0,
@@ -99,7 +120,7 @@ class CognitoSession:
         self.endpoint = cognito_endpoint(self.region, endpoint)
         self.timeout = timeout
         self._refresh_token = refresh_token
-        self._id_token = id_token
+        self._access_token = access_token
         self._lock = threading.Lock()
 
     @classmethod
@@ -149,7 +170,7 @@ class CognitoSession:
         return cls(
             client_id=client_id,
             refresh_token=result["RefreshToken"],
-            id_token=result["IdToken"],
+            access_token=result["AccessToken"],
             region=region,
             endpoint=cognito_endpoint(region, endpoint),
         )
@@ -160,14 +181,14 @@ class CognitoSession:
 
     def token(self) -> str:
         with self._lock:
-            if self._id_token is None or _expiry(self._id_token) - time.time() < REFRESH_MARGIN_S:
-                self._id_token = self._refresh()
-            return self._id_token
+            if self._access_token is None or _expiry(self._access_token) - time.time() < REFRESH_MARGIN_S:
+                self._access_token = self._refresh()
+            return self._access_token
 
     def expired(self, token: str) -> None:
         with self._lock:
-            if self._id_token == token:  # a thread that refreshed meanwhile keeps its new token
-                self._id_token = None
+            if self._access_token == token:  # a thread that refreshed meanwhile keeps its new token
+                self._access_token = None
 
     def _refresh(self) -> str:
         body = json.dumps(
@@ -194,19 +215,90 @@ class CognitoSession:
             raise AuthError(f"refreshing the token failed ({exc.code}): {detail}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise AuthError(f"refreshing the token failed: {exc}") from None
-        token = (answer.get("AuthenticationResult") or {}).get("IdToken")
+        token = (answer.get("AuthenticationResult") or {}).get("AccessToken")
         if not isinstance(token, str):
-            raise AuthError("Cognito's answer carries no ID token")
+            raise AuthError("Cognito's answer carries no access token")
         return token
 
 
-def from_environment(id_token: str | None = None) -> TokenProvider | None:
-    """What the environment names: a refreshable session (``FACEGATE_REFRESH_TOKEN`` and
-    ``FACEGATE_USER_POOL_CLIENT_ID``, with ``FACEGATE_ID_TOKEN`` as its first token), or a fixed token
-    (``FACEGATE_ID_TOKEN`` alone); ``None`` when it names neither."""
-    token = id_token or os.environ.get("FACEGATE_ID_TOKEN") or None
+class ClientCredentials:
+    """A machine's sign-in: OAuth client credentials at the user pool domain's token endpoint (the
+    stack's ``TokenUrl``), a new access token asked for when the last nears its expiry or after a 401.
+    The secret goes to ``token_url`` only (https, or http on this machine), in an HTTP Basic header."""
+
+    def __init__(
+        self, client_id: str, client_secret: str, token_url: str, *, scope: str = API_SCOPE, timeout: float = 10.0
+    ) -> None:
+        if not client_id or not client_secret:
+            raise AuthError("a machine client needs its client id and secret (facegate operator clients create)")
+        self.client_id = client_id
+        self.token_url = _credential_url(token_url.strip(), "the token endpoint")
+        self.scope = scope
+        self.timeout = timeout
+        self._secret = client_secret
+        self._access_token: str | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:  # never the secret
+        return f"ClientCredentials(client_id={self.client_id!r}, token_url={self.token_url!r})"
+
+    def token(self) -> str:
+        with self._lock:
+            if self._access_token is None or _expiry(self._access_token) - time.time() < REFRESH_MARGIN_S:
+                self._access_token = self._request()
+            return self._access_token
+
+    def expired(self, token: str) -> None:
+        with self._lock:
+            if self._access_token == token:
+                self._access_token = None
+
+    def _request(self) -> str:
+        basic = base64.b64encode(
+            f"{urllib.parse.quote(self.client_id, safe='')}:{urllib.parse.quote(self._secret, safe='')}".encode()
+        ).decode("ascii")
+        request = urllib.request.Request(
+            self.token_url,
+            data=urllib.parse.urlencode({"grant_type": "client_credentials", "scope": self.scope}).encode(),
+            method="POST",
+            headers={"Content-Type": "application/x-www-form-urlencoded", "Authorization": f"Basic {basic}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                answer: dict[str, Any] = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                problem = json.loads(exc.read())
+                detail = f"{problem.get('error')}: {problem.get('error_description') or ''}".strip(": ")
+            except (ValueError, AttributeError):
+                detail = exc.reason
+            raise AuthError(f"the token endpoint refused client {self.client_id} ({exc.code}): {detail}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise AuthError(f"asking for a token failed: {exc}") from None
+        token = answer.get("access_token")
+        if not isinstance(token, str):
+            raise AuthError("the token endpoint's answer carries no access token")
+        return token
+
+
+def from_environment(token: str | None = None) -> TokenProvider | None:
+    """What the environment names: a machine client (``FACEGATE_CLIENT_ID``, ``FACEGATE_CLIENT_SECRET``,
+    ``FACEGATE_TOKEN_URL``), a person's refreshable session (``FACEGATE_REFRESH_TOKEN`` and
+    ``FACEGATE_USER_POOL_CLIENT_ID``, with ``FACEGATE_TOKEN`` as its first token), or a fixed token
+    (``FACEGATE_TOKEN`` alone); ``None`` when it names none of them."""
+    token = token or os.environ.get("FACEGATE_TOKEN") or None
+    machine = [os.environ.get(k) or "" for k in ("FACEGATE_CLIENT_ID", "FACEGATE_CLIENT_SECRET", "FACEGATE_TOKEN_URL")]
     refresh = os.environ.get("FACEGATE_REFRESH_TOKEN")
+    if any(machine):
+        if not all(machine):
+            raise AuthError("a machine client needs FACEGATE_CLIENT_ID, FACEGATE_CLIENT_SECRET and FACEGATE_TOKEN_URL")
+        if token or refresh:  # two identities: acting as either could put the wrong actor on the record
+            raise AuthError(
+                "the environment names a machine client and a person's token: unset FACEGATE_TOKEN and "
+                "FACEGATE_REFRESH_TOKEN, or FACEGATE_CLIENT_ID, FACEGATE_CLIENT_SECRET and FACEGATE_TOKEN_URL"
+            )
+        return ClientCredentials(*machine)
     client_id = os.environ.get("FACEGATE_USER_POOL_CLIENT_ID")
     if refresh and client_id:
-        return CognitoSession(client_id=client_id, refresh_token=refresh, id_token=token)
+        return CognitoSession(client_id=client_id, refresh_token=refresh, access_token=token)
     return StaticToken(token) if token else None

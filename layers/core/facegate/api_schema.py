@@ -100,8 +100,9 @@ def openapi_document() -> dict[str, Any]:
             title="facegate tenant API",
             version=__version__,
             description=(
-                "Every route takes the tenant from the Cognito ID token's custom:tenant_id claim "
-                "(Authorization header). Every error is an RFC 7807 problem document."
+                "Every route takes the tenant from the custom:tenant_id claim of a Cognito access token "
+                "with the facegate/api scope (Authorization header): a person's (SRP sign-in) or a "
+                "machine's (client credentials). Every error is an RFC 7807 problem document."
             ),
         )
     )
@@ -140,7 +141,13 @@ def openapi_document() -> dict[str, Any]:
                 )
             operation["security"] = [{"TenantCognito": []}]
     document["components"]["securitySchemes"] = {
-        "TenantCognito": {"type": "apiKey", "in": "header", "name": "Authorization"}
+        "TenantCognito": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "A Cognito access token of the stack's user pool carrying the facegate/api scope and "
+            "custom:tenant_id (API Gateway's Cognito authorizer; ID tokens are refused).",
+        }
     }
     return document
 

@@ -192,7 +192,7 @@ def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
 def _endpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint", default=os.environ.get("FACEGATE_API_URL"), help="the API (FACEGATE_API_URL)")
     parser.add_argument(
-        "--token", default=os.environ.get("FACEGATE_ID_TOKEN"), help="the tester's ID token (FACEGATE_ID_TOKEN)"
+        "--token", default=os.environ.get("FACEGATE_TOKEN"), help="the tester's access token (FACEGATE_TOKEN)"
     )
 
 
@@ -201,7 +201,7 @@ def _client(args: argparse.Namespace) -> Any:
 
     if not args.endpoint or not args.token:
         raise InvalidRequestError(
-            "name the API and the tester's token: --endpoint/--token or FACEGATE_API_URL/_ID_TOKEN"
+            "name the API and the tester's token: --endpoint/--token or FACEGATE_API_URL/FACEGATE_TOKEN"
         )
     return FacegateClient(args.endpoint, args.token, timeout=120.0)
 
@@ -528,7 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     local_serve.add_argument("--aws-port", type=int, default=4566, help="moto's endpoint (default 4566; 0: any)")
     local_serve.add_argument("--api-port", type=int, default=8787, help="the tenant API (default 8787; 0: any)")
-    local_serve.add_argument("--write-env", type=Path, help="a folder for tenant.env, operator.env and state.json")
+    local_serve.add_argument(
+        "--write-env", type=Path, help="a folder for tenant.env, operator.env, machine.env and state.json"
+    )
     local_serve.add_argument("--env-vars", type=Path, help="a JSON of each function's variables for sam local invoke")
     local_serve.add_argument("--no-seed", action="store_true", help="no demo tenant (onboard your own)")
     local_serve.set_defaults(func=_local_serve)

@@ -11,6 +11,7 @@ entry in the tenant's audit log; the operator's identity (the caller's ARN) is t
         --country GB --jurisdiction GB-ENG
     facegate operator use-cases approve hmp-northfield --use-case access_control --deployment closed_facility
     facegate operator users create hmp-northfield officer-ruiz --email ruiz@example.org
+    facegate operator clients create hmp-northfield gate-b-turnstile    # a machine: client credentials
     facegate operator quotas set hmp-northfield --use-case access_control --operation search \\
         --per-minute 5 --per-day 2000
     facegate operator tenants suspend hmp-northfield --reason "licence lapsed"
@@ -37,6 +38,7 @@ from facegate.errors import AlreadyExistsError, InvalidRequestError, PolicyDenie
 DEFAULT_STACK = "facegate"
 APPROVAL_DAYS = 365
 TENANT_ATTRIBUTE = "custom:tenant_id"
+API_SCOPE = "facegate/api"
 
 
 class Operator:
@@ -322,6 +324,95 @@ def _user_state(enable: bool) -> Any:
     return run
 
 
+# --- machine clients --------------------------------------------------------------------------------------
+
+MACHINE_TOKEN_MINUTES = 15
+"""A machine's access token lives this long: a disabled client's last token ends within it."""
+
+
+def _client_json(client: Any, token_url: str | None) -> dict[str, Any]:
+    answer: dict[str, Any] = json.loads(json.dumps(asdict(client), default=str))
+    if token_url:
+        answer["token_url"] = token_url
+    return answer
+
+
+def create_machine_client(idp: Any, pool: str, service: Any, actor: str, tenant_id: str, name: str) -> tuple[Any, str]:
+    """A checkpoint system's sign-in: a Cognito app client allowed only the client-credentials grant and
+    the API's scope, with a secret, recorded as ``tenant_id``'s in the machine-client registry (what the
+    token trigger reads) with its audit entry. Should that record fail, the app client is deleted again:
+    an app client off the registry would get no token anyway, and none is left behind. Returns the
+    registered client and its secret (shown once)."""
+    service.registry.get(tenant_id)  # an unknown tenant gets no client
+    from facegate.tenancy import check_entity_id
+
+    check_entity_id(name, "client name")
+    with _cognito("creating the machine client"):
+        created = idp.create_user_pool_client(
+            UserPoolId=pool,
+            ClientName=f"machine.{tenant_id}.{name}"[:128],
+            GenerateSecret=True,
+            AllowedOAuthFlows=["client_credentials"],
+            AllowedOAuthScopes=[API_SCOPE],
+            AllowedOAuthFlowsUserPoolClient=True,
+            ExplicitAuthFlows=["ALLOW_REFRESH_TOKEN_AUTH"],  # no password sign-in through a machine's client
+            AccessTokenValidity=MACHINE_TOKEN_MINUTES,
+            TokenValidityUnits={"AccessToken": "minutes"},
+            PreventUserExistenceErrors="ENABLED",
+            EnableTokenRevocation=True,
+        )["UserPoolClient"]
+    client_id = created["ClientId"]
+    try:
+        client = service.register_machine_client(actor, tenant_id, client_id, name)
+    except BaseException:
+        idp.delete_user_pool_client(UserPoolId=pool, ClientId=client_id)
+        raise
+    return client, str(created["ClientSecret"])
+
+
+def _create_client(args: argparse.Namespace) -> int:
+    op = _session(args)
+    client, secret = create_machine_client(op.idp, op.pool, op.service, op.actor, args.tenant_id, args.name)
+    answer = _client_json(client, op.outputs.get("TokenUrl"))
+    answer["client_secret"] = secret
+    line = (
+        f"machine client {args.name} of {args.tenant_id}: FACEGATE_CLIENT_ID={client.client_id} "
+        f"FACEGATE_CLIENT_SECRET={secret} FACEGATE_TOKEN_URL={op.outputs.get('TokenUrl', '')}"
+        " (the secret is shown once: keep it in the system's secret store)"
+    )
+    _emit(args, answer, line)
+    return 0
+
+
+def _list_clients(args: argparse.Namespace) -> int:
+    op = _session(args)
+    op.service.registry.get(args.tenant_id)
+    from facegate.store.machine_clients import MachineClients
+
+    clients = [_client_json(c, None) for c in MachineClients().of_tenant(args.tenant_id)]
+    if args.json:
+        print(json.dumps(clients, indent=1))
+    for c in clients if not args.json else ():
+        print(f"{c['client_id']:<28} {c['name']:<32} {c['status']:<9} {c['created_at']}")
+    return 0
+
+
+def _client_state(status: str) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        op = _session(args)
+        client = op.service.set_machine_client_status(
+            op.actor, args.tenant_id, args.client_id, status, reason=args.reason
+        )
+        _emit(
+            args,
+            _client_json(client, None),
+            f"machine client {client.client_id} of {client.tenant_id} is {client.status}",
+        )
+        return 0
+
+    return run
+
+
 # --- the parser --------------------------------------------------------------------------------------------
 
 
@@ -412,5 +503,30 @@ def register(sub: Any) -> None:
     for cmd in (create, list_users, users.choices["disable"], users.choices["enable"]):
         _common(cmd)
 
+    clients = groups.add_parser(
+        "clients", help="a tenant's machine clients (checkpoint systems: OAuth client credentials)"
+    ).add_subparsers(dest="what", required=True)
+    make = clients.add_parser("create", help="a client whose tokens carry the tenant (set here, never by the client)")
+    make.add_argument("tenant_id", help="the tenant")
+    make.add_argument("name", help="what the system is, e.g. gate-b-turnstile (1-128 letters, digits, '_', '.', '-')")
+    make.set_defaults(func=_create_client)
+    list_clients = clients.add_parser("list", help="a tenant's machine clients and their status")
+    list_clients.add_argument("tenant_id", help="the tenant")
+    list_clients.set_defaults(func=_list_clients)
+    for name, status in (("disable", "disabled"), ("enable", "active")):
+        cmd = clients.add_parser(
+            name,
+            help=f"{name} a client"
+            + (
+                f" (no new token; its last ends within {MACHINE_TOKEN_MINUTES} minutes)" if status == "disabled" else ""
+            ),
+        )
+        cmd.add_argument("tenant_id", help="the client's tenant")
+        cmd.add_argument("client_id", help="the client id")
+        cmd.add_argument("--reason", required=True, help="why (goes on the tenant's audit record)")
+        cmd.set_defaults(func=_client_state(status))
+    for cmd in (make, list_clients, clients.choices["disable"], clients.choices["enable"]):
+        _common(cmd)
 
-__all__ = ["Operator", "PolicyDeniedError", "register"]
+
+__all__ = ["Operator", "PolicyDeniedError", "create_machine_client", "register"]

@@ -1,6 +1,7 @@
 """``facegate tenant ...``: a tenant's commands against a deployed (or local) API, through the SDK.
 
-Each command takes ``--endpoint`` and ``--token`` (or ``FACEGATE_API_URL`` and ``FACEGATE_ID_TOKEN``) and
+Each command takes ``--endpoint`` and ``--token`` (or ``FACEGATE_API_URL`` and ``FACEGATE_TOKEN``, or a
+machine client's ``FACEGATE_CLIENT_ID``, ``FACEGATE_CLIENT_SECRET`` and ``FACEGATE_TOKEN_URL``) and
 ``--json`` (the API's answer as one JSON document on stdout, for scripts); without it, one line a
 person reads. The exit codes are the CLI's (:mod:`facegate.cli`): 0 done or a match, 1 no match, 2 bad
 input, 3 refused (the reason codes are printed), 4 an error or no outcome yet.
@@ -41,12 +42,17 @@ def _client(args: argparse.Namespace) -> Any:
     from facegate_sdk import FacegateClient
     from facegate_sdk.auth import StaticToken, from_environment
 
-    if not args.endpoint or not args.token:
+    if not args.endpoint:
+        raise InvalidRequestError("name the API: --endpoint or FACEGATE_API_URL (the stack's ApiUrl)")
+    # The environment's session (a person's refresh token, a machine's client credentials) renews itself;
+    # a token given on the line is used as is.
+    given = args.token and args.token != os.environ.get("FACEGATE_TOKEN")
+    auth = StaticToken(args.token) if given else from_environment()
+    if auth is None:
         raise InvalidRequestError(
-            "name the API and your token: --endpoint/--token or FACEGATE_API_URL/_ID_TOKEN (facegate tenant sign-in)"
+            "name your token: --token or FACEGATE_TOKEN (facegate tenant sign-in), or a machine client's "
+            "FACEGATE_CLIENT_ID, FACEGATE_CLIENT_SECRET and FACEGATE_TOKEN_URL"
         )
-    # The environment's session (with its refresh token) renews itself; a token given on the line is used as is.
-    auth = from_environment() if args.token == os.environ.get("FACEGATE_ID_TOKEN") else StaticToken(args.token)
     return FacegateClient(args.endpoint, auth=auth, timeout=120.0)
 
 
@@ -75,7 +81,7 @@ def _sign_in(args: argparse.Namespace) -> int:
         new_password=new_password,
     )
     env = {
-        "FACEGATE_ID_TOKEN": session.token(),
+        "FACEGATE_TOKEN": session.token(),
         "FACEGATE_REFRESH_TOKEN": session.refresh_token,
         "FACEGATE_USER_POOL_CLIENT_ID": args.client_id,
     }
@@ -297,7 +303,9 @@ def _audit_export(args: argparse.Namespace) -> int:
 def _connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--endpoint", default=os.environ.get("FACEGATE_API_URL"), help="the API (FACEGATE_API_URL)")
     parser.add_argument(
-        "--token", default=os.environ.get("FACEGATE_ID_TOKEN"), help="your ID token (FACEGATE_ID_TOKEN)"
+        "--token",
+        default=os.environ.get("FACEGATE_TOKEN"),
+        help="your access token (FACEGATE_TOKEN; else a machine's FACEGATE_CLIENT_ID/_SECRET/FACEGATE_TOKEN_URL)",
     )
     parser.add_argument("--json", action="store_true", help="the API's answer as JSON on stdout")
 

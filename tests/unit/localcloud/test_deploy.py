@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,14 @@ def test_select(stack: Stack) -> None:
     assert stack.resolve({"Fn::Select": ["0", [{"Ref": "Things"}]]}) == "demo-things"
 
 
+def test_split_and_the_stack_id(stack: Stack) -> None:
+    """The user pool domain's prefix is the stack id's UUID, as CloudFormation's stack ids end."""
+    assert stack.resolve({"Fn::Split": [",", "a,,b"]}) == ["a", "", "b"]
+    stack_id = stack.resolve({"Ref": "AWS::StackId"})
+    assert re.fullmatch(r"arn:aws:cloudformation:[\w-]+:\d{12}:stack/[\w-]+/[0-9a-f-]{36}", stack_id)
+    assert stack.resolve({"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "AWS::StackId"}]}]}) == stack_id.split("/")[2]
+
+
 def test_no_value_drops_keys_and_items(stack: Stack) -> None:
     value = {
         "Keep": {"Ref": "Env"},
@@ -152,7 +161,6 @@ def test_nested_intrinsics(stack: Stack) -> None:
 @pytest.mark.parametrize(
     "value",
     [
-        {"Fn::Split": [",", "a,b"]},
         {"Fn::GetAZs": ""},
         {"Fn::ImportValue": "shared"},
     ],

@@ -675,6 +675,7 @@ def _tenant_stack(adapter: Adapter, name: str = "gaps", edit: Callable[[dict[str
         k for k, v in template["Resources"].items() if v["Type"] == "AWS::DynamoDB::Table"
     }
     sub = {"Resources": {k: v for k, v in template["Resources"].items() if k in keep}}
+    sub["Resources"]["TenantUserPool"]["Properties"].pop("LambdaConfig")  # its trigger is not deployed here
     if edit is not None:
         edit(sub)
     stack = Stack(name, sub, root=ROOT, region=REGION, adapter=adapter)
@@ -985,3 +986,132 @@ def test_adapter_runs_an_express_execution_to_its_end_in_one_call(local: Adapter
     assert answer["stopDate"] >= answer["startDate"]
     with pytest.raises(ClientError, match="not supported by this type of state machine"):
         sfn.start_sync_execution(stateMachineArn=_express(sfn, "sync-standard", "STANDARD"), input="{}")
+
+
+# --- 10. Cognito: the pre-token-generation trigger and the client-credentials grant --------------------
+
+
+def _pool_with_trigger(function_arn: str) -> tuple[str, str]:
+    idp = boto3.client("cognito-idp")
+    pool = idp.create_user_pool(
+        PoolName="gaps",
+        UserPoolTier="ESSENTIALS",
+        Schema=[{"Name": "tenant_id", "AttributeDataType": "String", "Mutable": False}],
+        LambdaConfig={"PreTokenGenerationConfig": {"LambdaArn": function_arn, "LambdaVersion": "V3_0"}},
+    )["UserPool"]["Id"]
+    client = idp.create_user_pool_client(
+        UserPoolId=pool, ClientName="people", ExplicitAuthFlows=["ALLOW_ADMIN_USER_PASSWORD_AUTH"]
+    )["UserPoolClient"]["ClientId"]
+    idp.admin_create_user(
+        UserPoolId=pool,
+        Username="officer",
+        UserAttributes=[{"Name": "custom:tenant_id", "Value": "hmp-gaps"}],
+        MessageAction="SUPPRESS",
+    )
+    idp.admin_set_user_password(UserPoolId=pool, Username="officer", Password="Gaps-password-123", Permanent=True)
+    return pool, client
+
+
+def _access_claims(pool: str, client: str) -> dict[str, Any]:
+    import base64
+
+    token = boto3.client("cognito-idp").admin_initiate_auth(
+        UserPoolId=pool,
+        ClientId=client,
+        AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+        AuthParameters={"USERNAME": "officer", "PASSWORD": "Gaps-password-123"},
+    )["AuthenticationResult"]["AccessToken"]
+    payload = token.split(".")[1]
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return claims
+
+
+def test_plain_moto_cognito_runs_no_token_trigger(plain: None) -> None:
+    arn = _create_function("gaps-trigger")
+    claims = _access_claims(*_pool_with_trigger(arn))
+    assert "custom:tenant_id" not in claims
+    assert claims["scope"] == "aws.cognito.signin.user.admin"
+
+
+def test_adapter_cognito_runs_the_token_trigger_and_applies_its_answer(local: Adapter) -> None:
+    arn = _create_function("gaps-trigger")
+    events: list[dict[str, Any]] = []
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        events.append(event)
+        if event["request"]["userAttributes"].get("custom:tenant_id") == "refused":
+            raise RuntimeError("no token for you")
+        event["response"] = {
+            "claimsAndScopeOverrideDetails": {
+                "accessTokenGeneration": {
+                    "claimsToAddOrOverride": {
+                        "custom:tenant_id": event["request"]["userAttributes"]["custom:tenant_id"]
+                    },
+                    "scopesToAdd": ["facegate/api"],
+                    "scopesToSuppress": ["aws.cognito.signin.user.admin"],
+                }
+            }
+        }
+        return event
+
+    local.register_function(LocalFunction("gaps-trigger", arn, handler, 128, 3))
+    pool, client = _pool_with_trigger(arn)
+    claims = _access_claims(pool, client)
+    assert claims["custom:tenant_id"] == "hmp-gaps"
+    assert claims["scope"] == "facegate/api"
+    (event,) = events
+    assert (event["version"], event["triggerSource"]) == ("3", "TokenGeneration_Authentication")
+    assert event["callerContext"]["clientId"] == client
+
+    idp = boto3.client("cognito-idp")
+    idp.admin_create_user(
+        UserPoolId=pool, Username="refused", UserAttributes=[{"Name": "custom:tenant_id", "Value": "refused"}],
+        MessageAction="SUPPRESS",
+    )  # fmt: skip
+    idp.admin_set_user_password(UserPoolId=pool, Username="refused", Password="Gaps-password-123", Permanent=True)
+    with pytest.raises(ClientError) as refused:  # a failing trigger refuses the sign-in, as Cognito does
+        idp.admin_initiate_auth(
+            UserPoolId=pool, ClientId=client, AuthFlow="ADMIN_USER_PASSWORD_AUTH",
+            AuthParameters={"USERNAME": "refused", "PASSWORD": "Gaps-password-123"},
+        )  # fmt: skip
+    assert refused.value.response["Error"]["Code"] == "UserLambdaValidationException"
+
+
+def test_adapter_cognito_trigger_may_not_override_reserved_claims(local: Adapter) -> None:
+    from facegate.localcloud.cognito import apply
+
+    with pytest.raises(Exception, match="cannot be overridden"):
+        apply({"sub": "u", "scope": ""}, {"claimsToAddOrOverride": {"sub": "someone-else"}})
+    with pytest.raises(Exception, match="cannot be overridden"):
+        apply({"sub": "u", "scope": ""}, {"claimsToAddOrOverride": {"cognito:groups": ["admins"]}})
+    assert apply({"sub": "u", "scope": "a b"}, {"scopesToSuppress": ["a"], "claimsToSuppress": ["sub"]}) == {
+        "sub": "u",  # a reserved claim is never suppressed either
+        "scope": "b",
+    }
+
+
+def test_adapter_drops_the_metrics_the_local_stand_in_disables(
+    local: Adapter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With POWERTOOLS_METRICS_DISABLED (the local cloud's stand-in) Powertools neither prints nor clears
+    a handler's metrics at the end of an invocation, and prints the set when one metric reaches 100
+    values: a stray EMF line on whatever stdout is current (it broke a CLI test's JSON). Each invocation
+    ends with the set dropped, as a flush would."""
+    from aws_lambda_powertools import Metrics
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    metrics = Metrics(namespace="gaps", service="gaps")
+
+    @metrics.log_metrics
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        metrics.add_metric(name="Calls", unit=MetricUnit.Count, value=1)
+        return {"ok": True}
+
+    arn = _create_function("gaps-metrics")
+    container = Container("gaps-metrics", {"POWERTOOLS_METRICS_DISABLED": "true", "AWS_REGION": REGION})
+    local.register_function(LocalFunction("gaps-metrics", arn, handler, 128, 3, container))
+    capsys.readouterr()
+    for _ in range(120):
+        assert _invoke("gaps-metrics", {}) == (None, {"ok": True})
+    assert "CloudWatchMetrics" not in capsys.readouterr().out
+    assert Metrics._metrics == {}

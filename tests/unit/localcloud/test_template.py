@@ -320,8 +320,11 @@ def _dynamodb_tables_granted(translated: dict[str, Any], where_prefix: str) -> l
     ]
 
 
-OPERATOR_TABLES = {"TenantsTable", "AuditTable"}
-"""What the operator's own role reaches: the registry it writes and the audit log it appends approvals to."""
+OPERATOR_TABLES = {"TenantsTable", "AuditTable", "MachineClientsTable"}
+"""What the operator's own role reaches: the registries it writes and the audit log it appends approvals to."""
+REGISTRY_TABLES = {"MachineClientsTable"}
+"""Operators' registries keyed by something other than the tenant (no LeadingKeys can confine them): no
+tenant-scoped session reaches them; the token trigger reads the machine clients (GetItem only)."""
 
 
 def test_only_the_tenant_role_reaches_the_tenant_tables(translated: dict[str, Any]) -> None:
@@ -331,13 +334,15 @@ def test_only_the_tenant_role_reaches_the_tenant_tables(translated: dict[str, An
     for where, table, _ in _dynamodb_tables_granted(translated, ""):
         if where.startswith("OperatorRole/"):
             assert table in OPERATOR_TABLES, f"{where} grants {table} to the operators"
+        elif where.startswith("TokenClaimsFunctionRole/") and table == "MachineClientsTable":
+            continue  # its one GetItem: test_the_token_trigger_reads_one_machine_client_and_nothing_else
         elif not where.startswith("TenantDataRole/"):
             assert table == "IdempotencyTable", f"{where} grants {table} outside the tenant-scoped session"
 
 
 def test_the_tenant_role_is_confined_to_rows_led_by_its_session_tag(translated: dict[str, Any]) -> None:
     granted = _dynamodb_tables_granted(translated, "TenantDataRole/")
-    tenant_tables = set(_of_type(translated, "AWS::DynamoDB::Table")) - {"IdempotencyTable"}
+    tenant_tables = set(_of_type(translated, "AWS::DynamoDB::Table")) - {"IdempotencyTable"} - REGISTRY_TABLES
     assert {table for _, table, _ in granted} == tenant_tables
     for where, table, condition in granted:
         assert condition is not None, f"{where}: {table} without a LeadingKeys condition"
@@ -433,11 +438,20 @@ def test_the_operators_have_their_own_role(translated: dict[str, Any]) -> None:
     assert _grants(translated, "OperatorRole") == {
         "TenantsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Scan"},
         "AuditTable": {"dynamodb:GetItem", "dynamodb:PutItem"},
+        "MachineClientsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Scan"},
     }
     statements = [s for p in role["Policies"] for s in _as_list(p["PolicyDocument"]["Statement"])]
     (users,) = [s for s in statements if s.get("Sid") == "TenantUsers"]
     assert users["Resource"] == {"Fn::GetAtt": ["TenantUserPool", "Arn"]}
-    assert all(a.startswith("cognito-idp:Admin") or a == "cognito-idp:ListUsers" for a in users["Action"])
+    machine_clients = {
+        "cognito-idp:CreateUserPoolClient",
+        "cognito-idp:DescribeUserPoolClient",
+        "cognito-idp:DeleteUserPoolClient",
+    }
+    assert all(
+        a.startswith("cognito-idp:Admin") or a == "cognito-idp:ListUsers" or a in machine_clients
+        for a in users["Action"]
+    )
     (stack,) = [s for s in statements if s.get("Sid") == "StackOutputs"]
     assert stack["Action"] == "cloudformation:DescribeStacks"
     assert "${AWS::StackName}/*" in stack["Resource"]["Fn::Sub"]
@@ -871,3 +885,37 @@ def test_opentelemetry_is_behind_one_parameter_and_only_where_a_layer_can_go(
         else:
             assert all(v is NO_VALUE for v in resolved.values()), logical
             assert layers == ["arn:core"], logical
+
+
+def test_the_token_trigger_reads_one_machine_client_and_nothing_else(translated: dict[str, Any]) -> None:
+    """The tenant claim of every access token comes from the V3_0 pre-token-generation trigger, and the
+    trigger's role reads the machine-client registry one item at a time: no tenant's data, no write."""
+    resources = translated["Resources"]
+    pool = resources["TenantUserPool"]["Properties"]
+    assert pool["UserPoolTier"] == "ESSENTIALS"  # access-token customization needs Essentials or Plus
+    assert pool["LambdaConfig"]["PreTokenGenerationConfig"] == {
+        "LambdaArn": {"Fn::GetAtt": ["TokenClaimsFunction", "Arn"]},
+        "LambdaVersion": "V3_0",
+    }
+    assert _grants(translated, "TokenClaimsFunctionRole") == {"MachineClientsTable": {"dynamodb:GetItem"}}
+    permission = resources["TokenClaimsPermission"]["Properties"]
+    assert permission["Principal"] == "cognito-idp.amazonaws.com"
+    assert permission["SourceArn"] == {"Fn::GetAtt": ["TenantUserPool", "Arn"]}
+
+
+def test_the_api_accepts_access_tokens_with_its_scope_only(translated: dict[str, Any]) -> None:
+    """Every route's authorizer names the facegate/api scope: API Gateway then takes access tokens only (an
+    ID token is refused), a person's and a machine's alike; machine clients are allowed that scope alone."""
+    resources = translated["Resources"]
+    body = resources["TenantApi"]["Properties"]["Body"]
+    for path, methods in body["paths"].items():
+        for method, spec in methods.items():
+            assert spec.get("security") == [{"TenantCognito": ["facegate/api"]}], f"{method.upper()} {path}"
+    server = resources["TenantApiResourceServer"]["Properties"]
+    assert (server["Identifier"], [s["ScopeName"] for s in server["Scopes"]]) == ("facegate", ["api"])
+    people = resources["TenantUserPoolClient"]["Properties"]
+    assert "AllowedOAuthFlows" not in people
+    assert people["GenerateSecret"] is False
+    assert "custom:tenant_id" not in people["WriteAttributes"]
+    outputs = translated["Outputs"]
+    assert "/oauth2/token" in outputs["TokenUrl"]["Value"]["Fn::Sub"]

@@ -70,6 +70,11 @@ shrink as moto grows. The gaps (RESEARCH.md lists what was seen):
    ``sync-states`` host, which moto does not route either). Here it starts the Express execution and
    waits for its end (at most Express's five minutes), answering status, output or error and cause as
    AWS does; a Standard state machine is refused as AWS refuses it.
+10. **Cognito's pre-token-generation trigger and the client-credentials grant**: moto issues access
+   tokens without running a pool's Lambda triggers, and has no ``/oauth2/token``. Here every access
+   token moto issues to a person passes through the pool's V3_0 trigger (the real handler, through
+   gap 1) and is re-signed with the pool's key as the trigger changed it; the local API serves the
+   token endpoint's client-credentials grant (:mod:`facegate.localcloud.cognito`).
 """
 
 from __future__ import annotations
@@ -434,7 +439,10 @@ class Adapter:
         context = LambdaContext(fn.name, fn.memory_mb, fn.arn, timeout_ms=fn.timeout_s * 1000)
         try:
             with runtime.inside(fn.container) if fn.container is not None else nullcontext():
-                result = fn.handler(payload, context)
+                try:
+                    result = fn.handler(payload, context)
+                finally:
+                    _discard_disabled_metrics(fn.container)
         except Exception as exc:
             self.invocations.append(Invocation(fn.name, payload, type(exc).__name__))
             response_headers["x-amz-function-error"] = "Unhandled"
@@ -515,6 +523,19 @@ _TRANSACT_ACTIONS: Final = {
     "ConditionCheck": ("dynamodb:ConditionCheckItem", "Key"),
     "Get": ("dynamodb:GetItem", "Key"),
 }
+
+
+def _discard_disabled_metrics(container: Container | None) -> None:
+    """What a metrics flush does at the end of an invocation, where the local stand-in disables metrics:
+    Powertools then neither prints nor clears the set, and its 100th value of one metric is printed
+    anyway (as a stray EMF line on whatever stdout is current), so the set is dropped here instead."""
+    if container is None or container.env.get("POWERTOOLS_METRICS_DISABLED", "").lower() != "true":
+        return
+    try:
+        from aws_lambda_powertools import Metrics
+    except ImportError:  # a function without Powertools
+        return
+    Metrics._metrics.clear()
 
 
 def activate(adapter: Adapter) -> None:
@@ -700,6 +721,9 @@ def _install() -> None:
     Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
     batch_task._eval_service_task = eval_batch  # type: ignore[method-assign,assignment]
     batch_task._build_sync_resolver = build_sync_resolver  # type: ignore[method-assign,assignment]
+    from facegate.localcloud import cognito
+
+    cognito.install(lambda: _active.invoke if _active is not None else None)  # gap 10
     _installed = True
 
 

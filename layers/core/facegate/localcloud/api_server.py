@@ -1,11 +1,15 @@
 """The tenant API on loopback: API Gateway's part, played from the deployed API's own OpenAPI body.
 
 Routes, path parameters and which Lambda function serves each route come from the body SAM generated
-for ``TenantApi``; a route secured by the Cognito authorizer needs ``Authorization: <ID token>``, which is
-verified as API Gateway does (RS256 signature against the user pool's keys, issuer, audience, expiry,
-``token_use: id``) and its claims handed to the function in ``requestContext.authorizer.claims``. The
-function is invoked through Lambda (the local cloud's adapter runs the real handler) with the REST proxy
-event, and its proxy response becomes the HTTP response.
+for ``TenantApi``; a route secured by the Cognito authorizer needs ``Authorization: <token>``, which is
+verified as API Gateway does: RS256 signature against the user pool's keys, issuer, expiry, and, since
+the authorizer names scopes, an access token (``token_use: access``) carrying one of them (an ID token,
+or an access token without the scope, is 401). Its claims are handed to the function in
+``requestContext.authorizer.claims``. The function is invoked through Lambda (the local cloud's adapter
+runs the real handler) with the REST proxy event, and its proxy response becomes the HTTP response.
+
+The same server answers ``POST /oauth2/token``, the user pool domain's client-credentials grant, which
+moto does not serve (:func:`facegate.localcloud.cognito.client_credentials`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class Route:
     pattern: re.Pattern[str]
     function_arn: str
     authorizer: str | None
+    scopes: tuple[str, ...] = ()
 
 
 def routes_of(body: dict[str, Any]) -> list[Route]:
@@ -52,12 +57,15 @@ def routes_of(body: dict[str, Any]) -> list[Route]:
                 raise ValueError(f"{method.upper()} {template}: only Lambda proxy integrations are served locally")
             security = spec.get("security") or []
             authorizer = next(iter(security[0]), None) if security else None
-            out.append(Route(method.upper(), template, re.compile(regex), found["arn"], authorizer))
+            scopes = tuple(security[0][authorizer] or ()) if authorizer is not None else ()
+            out.append(Route(method.upper(), template, re.compile(regex), found["arn"], authorizer, scopes))
     return out
 
 
-class IdTokenVerifier:
-    """What API Gateway's Cognito authorizer checks on an ID token, against the local user pool."""
+class TokenVerifier:
+    """What API Gateway's Cognito authorizer checks on a token, against the local user pool: with scopes
+    on the method, an access token of the pool (any of its app clients) carrying one of them; without,
+    an ID token issued to one of ``client_ids``."""
 
     def __init__(self, region: str, user_pool_id: str, client_ids: set[str]) -> None:
         from joserfc.jwk import KeySet
@@ -67,7 +75,7 @@ class IdTokenVerifier:
         self.issuer = f"https://cognito-idp.{region}.amazonaws.com/{user_pool_id}"
         self.client_ids = client_ids
 
-    def claims(self, token: str) -> dict[str, Any]:
+    def claims(self, token: str, scopes: tuple[str, ...] = ()) -> dict[str, Any]:
         from joserfc import jwt
         from joserfc.errors import JoseError
 
@@ -76,11 +84,20 @@ class IdTokenVerifier:
         except (JoseError, ValueError) as exc:
             raise UnauthorizedError(f"invalid token: {exc}") from exc
         claims = dict(decoded.claims)
-        if claims.get("iss") != self.issuer or claims.get("token_use") != "id":
-            raise UnauthorizedError("not an ID token of this user pool")
-        if claims.get("aud") not in self.client_ids:
-            raise UnauthorizedError("the token was issued to another client")
-        if int(claims.get("exp", 0)) <= time.time():
+        if claims.get("iss") != self.issuer:
+            raise UnauthorizedError("not a token of this user pool")
+        if scopes:
+            if claims.get("token_use") != "access":
+                raise UnauthorizedError("not an access token")
+            if not set(str(claims.get("scope", "")).split()) & set(scopes):
+                raise UnauthorizedError("the token carries none of the method's scopes")
+        elif claims.get("token_use") != "id" or claims.get("aud") not in self.client_ids:
+            raise UnauthorizedError("not an ID token of this API's clients")
+        try:
+            expires = float(claims.get("exp", 0))
+        except (TypeError, ValueError):
+            expires = 0.0
+        if expires <= time.time():
             raise UnauthorizedError("the token has expired")
         return claims
 
@@ -95,7 +112,7 @@ class LocalApi:
         )
         api_id = cloud.stack.refs[logical]
         self.stage = cloud.stack.stages.get(api_id, "v1")
-        self.verifier = IdTokenVerifier(
+        self.verifier = TokenVerifier(
             cloud.stack.region, cloud.outputs["UserPoolId"], {str(cloud.outputs["UserPoolClientId"])}
         )
         self._server: ThreadingHTTPServer | None = None
@@ -105,6 +122,13 @@ class LocalApi:
         assert self._server is not None, "the API is not being served"
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}/{self.stage}"
+
+    @property
+    def token_url(self) -> str:
+        """The user pool domain's token endpoint, as this server answers it."""
+        assert self._server is not None, "the API is not being served"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/oauth2/token"
 
     def start(self, port: int = 0) -> str:
         api = self
@@ -175,6 +199,8 @@ class LocalApi:
         parts = urlsplit(raw_path)
         prefix = f"/{self.stage}"
         request_id = str(uuid.uuid4())
+        if parts.path == "/oauth2/token":
+            return self.token(method, headers, body)
         if not parts.path.startswith(prefix + "/"):
             return self.gateway("MISSING_AUTHENTICATION_TOKEN", 403, "Missing Authentication Token", request_id)
         path = parts.path[len(prefix) :]
@@ -189,7 +215,7 @@ class LocalApi:
         if route.authorizer is not None:
             token = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
             try:
-                claims = self.verifier.claims(token)
+                claims = self.verifier.claims(token, route.scopes)
             except UnauthorizedError:
                 return self.gateway("UNAUTHORIZED", 401, "Unauthorized", request_id)
         event = {
@@ -228,6 +254,41 @@ class LocalApi:
             out_headers[key] = ", ".join(str(v) for v in values)
         text = payload.get("body") or ""
         return int(payload.get("statusCode", 200)), out_headers, text.encode("utf-8")
+
+    def token(self, method: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        """``POST /oauth2/token`` with ``grant_type=client_credentials``: the client authenticates with
+        HTTP Basic (or ``client_id``/``client_secret`` in the form), as Cognito's endpoint accepts."""
+        import base64
+        import binascii
+
+        from facegate.localcloud import adapter, cognito
+
+        def error(kind: str, text: str, status: int = 400) -> tuple[int, dict[str, str], bytes]:
+            return _json(status, {"error": kind, "error_description": text})
+
+        if method != "POST":
+            return error("invalid_request", "the token endpoint takes POST", 405)
+        form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        if form.get("grant_type") != "client_credentials":
+            return error("unsupported_grant_type", "this endpoint serves grant_type=client_credentials")
+        client_id, secret = form.get("client_id", ""), form.get("client_secret", "")
+        auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+        if auth.lower().startswith("basic "):
+            try:
+                client_id, _, secret = base64.b64decode(auth[6:].strip(), validate=True).decode().partition(":")
+            except (binascii.Error, UnicodeDecodeError):
+                return error("invalid_client", "malformed Basic credentials", 401)
+        active = adapter._active
+        if active is None:
+            return error("invalid_request", "the local cloud is not active", 503)
+        assert self.cloud.stack is not None
+        try:
+            answer = cognito.client_credentials(
+                active.invoke, self.cloud.stack.region, client_id, secret, form.get("scope")
+            )
+        except cognito.OAuthError as exc:
+            return error(exc.error, exc.description, exc.status)
+        return _json(200, answer)
 
     def gateway(self, kind: str, status: int, message: str, request_id: str) -> tuple[int, dict[str, str], bytes]:
         """API Gateway's own error response of ``kind`` as the deployed API defines it (its

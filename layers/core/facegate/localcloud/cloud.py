@@ -220,15 +220,33 @@ class LocalCloud:
         if self.api is None:
             self.api = LocalApi(self)
             self.api.start(port)
+            self.outputs["TokenUrl"] = self.api.token_url  # the user pool domain's endpoint, served here
         return str(self.api.url)
 
     def issue_token(self, tenant_id: str, username: str) -> str:
         """An operator creates a tenant user (``custom:tenant_id`` set by the operator, never by the user)
-        and signs in as it: the ID token the SDK presents to the API."""
-        return self.sign_in(tenant_id, username, f"Local-{uuid.uuid4().hex}")["IdToken"]
+        and signs in as it: the access token the SDK presents to the API (the pool's trigger put the
+        tenant claim and the API's scope on it)."""
+        return self.sign_in(tenant_id, username, f"Local-{uuid.uuid4().hex}")["AccessToken"]
+
+    def machine_client(self, tenant_id: str, name: str) -> dict[str, str]:
+        """An operator creates a machine client of ``tenant_id`` (``facegate operator clients create``):
+        ``FACEGATE_CLIENT_ID``, ``FACEGATE_CLIENT_SECRET`` and ``FACEGATE_TOKEN_URL`` (served by the local API)."""
+        from facegate.operator_cli import create_machine_client
+        from facegate.service.operators import Operators
+
+        self.serve_api()
+        client, secret = create_machine_client(  # as the operator (its role's policy is what is evaluated)
+            self.client("cognito-idp"), self.outputs["UserPoolId"], Operators(), str(self.operator_arn), tenant_id, name
+        )
+        return {
+            "FACEGATE_CLIENT_ID": client.client_id,
+            "FACEGATE_CLIENT_SECRET": secret,
+            "FACEGATE_TOKEN_URL": str(self.outputs["TokenUrl"]),
+        }
 
     def sign_in(self, tenant_id: str, username: str, password: str) -> dict[str, str]:
-        """Create the tenant user with ``password`` and sign in with SRP: ``IdToken`` and ``RefreshToken``.
+        """Create the tenant user with ``password`` and sign in with SRP: ``AccessToken`` and ``RefreshToken``.
         (moto never checks an SRP password claim: the local stack is not a security boundary.)"""
         from facegate_sdk.auth import CognitoSession
 
@@ -243,7 +261,7 @@ class LocalCloud:
         idp.admin_set_user_password(UserPoolId=pool, Username=username, Password=password, Permanent=True)
         # As a person signs in, with the flow the deployed app client allows (SRP, not an admin flow).
         session = CognitoSession.sign_in(username, password, user_pool_id=pool, client_id=client, region=REGION)
-        return {"IdToken": session.token(), "RefreshToken": session.refresh_token}
+        return {"AccessToken": session.token(), "RefreshToken": session.refresh_token}
 
     def stop(self) -> None:
         self._uploaders.clear()

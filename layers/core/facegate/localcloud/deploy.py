@@ -19,6 +19,7 @@ import importlib.util
 import json
 import re
 import sys
+import uuid
 import zipfile
 from collections.abc import Callable
 from functools import cache
@@ -95,6 +96,7 @@ class Stack:
         """The deployer's boto3 session (the account's administrator); ``None``: boto3's default."""
         self.refs: dict[str, Any] = {
             "AWS::StackName": name,
+            "AWS::StackId": f"arn:aws:cloudformation:{region}:{ACCOUNT}:stack/{name}/{uuid.uuid4()}",
             "AWS::Region": region,
             "AWS::AccountId": ACCOUNT,
             "AWS::Partition": "aws",
@@ -149,6 +151,9 @@ class Stack:
             if key == "Fn::Join":
                 sep, items = arg
                 return sep.join(str(v) for v in self.resolve(items))
+            if key == "Fn::Split":
+                sep, text = arg
+                return str(self.resolve(text)).split(sep)
             if key == "Fn::Select":
                 index, items = arg
                 return self.resolve(items)[int(self.resolve(index))]
@@ -676,7 +681,7 @@ def _batch_job_definition(stack: Stack, logical: str, p: dict[str, Any], body: d
 
 
 def _user_pool(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
-    keys = ("Policies", "Schema", "AdminCreateUserConfig", "MfaConfiguration")
+    keys = ("Policies", "Schema", "AdminCreateUserConfig", "MfaConfiguration", "UserPoolTier", "LambdaConfig")
     pool = stack.client("cognito-idp").create_user_pool(
         PoolName=p.get("UserPoolName") or f"{stack.name}-{logical}", **{k: p[k] for k in keys if k in p}
     )["UserPool"]
@@ -689,6 +694,18 @@ def _user_pool_client(stack: Stack, logical: str, p: dict[str, Any], body: dict[
         UserPoolId=p["UserPoolId"], ClientName=p.get("ClientName", logical), **{k: p[k] for k in keys if k in p}
     )["UserPoolClient"]
     return client["ClientId"], {}
+
+
+def _user_pool_domain(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    stack.client("cognito-idp").create_user_pool_domain(UserPoolId=p["UserPoolId"], Domain=p["Domain"])
+    return p["Domain"], {}
+
+
+def _resource_server(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    stack.client("cognito-idp").create_resource_server(
+        UserPoolId=p["UserPoolId"], Identifier=p["Identifier"], Name=p["Name"], Scopes=p.get("Scopes", [])
+    )
+    return f"{p['UserPoolId']}|{p['Identifier']}", {}
 
 
 def _rest_api(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
@@ -728,6 +745,8 @@ CREATORS: Final[dict[str, Callable[[Stack, str, dict[str, Any], dict[str, Any]],
     "AWS::Batch::ComputeEnvironment": _batch_compute,
     "AWS::Cognito::UserPool": _user_pool,
     "AWS::Cognito::UserPoolClient": _user_pool_client,
+    "AWS::Cognito::UserPoolDomain": _user_pool_domain,
+    "AWS::Cognito::UserPoolResourceServer": _resource_server,
     "AWS::ApiGateway::RestApi": _rest_api,
     "AWS::ApiGateway::Deployment": _api_deployment,
     "AWS::ApiGateway::Stage": _api_stage,

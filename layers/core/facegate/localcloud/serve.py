@@ -90,8 +90,15 @@ class LocalServer:
             "FACEGATE_USER_POOL_ID": str(self.cloud.outputs["UserPoolId"]),
             "FACEGATE_USER_POOL_CLIENT_ID": str(self.cloud.outputs["UserPoolClientId"]),
         }
+        self.machine_env: dict[str, str] = {}
         if self.seed:
             self.tenant_env.update(self._seed())
+            # A checkpoint system of the demo tenant: client credentials at the token endpoint served here.
+            self.machine_env = {
+                **common,
+                "FACEGATE_API_URL": self.api_url,
+                **self.cloud.machine_client(SEED.tenant_id, "demo-checkpoint"),
+            }
 
     def _publish_outputs(self) -> None:
         """A CloudFormation stack in moto that holds the deployed stack's outputs as literal values (its
@@ -124,7 +131,7 @@ class LocalServer:
         tokens = self.cloud.sign_in(SEED.tenant_id, SEED.actor, SEED_PASSWORD)
         uploader = self.cloud.uploader_credentials(SEED.tenant_id)
         return {
-            "FACEGATE_ID_TOKEN": tokens["IdToken"],
+            "FACEGATE_TOKEN": tokens["AccessToken"],
             "FACEGATE_REFRESH_TOKEN": tokens["RefreshToken"],
             "FACEGATE_TENANT": SEED.tenant_id,
             "FACEGATE_USERNAME": SEED.actor,
@@ -154,6 +161,8 @@ class LocalServer:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "tenant.env").write_text(_exports(self.tenant_env))
         (folder / "operator.env").write_text(_exports(self.operator_env))
+        if self.machine_env:
+            (folder / "machine.env").write_text(_exports(self.machine_env))
         state = {
             "aws_endpoint": self.aws_endpoint,
             "api_url": self.api_url,
@@ -162,6 +171,8 @@ class LocalServer:
             "bucket": self.cloud.bucket,
             "tenant": self.tenant_env,
             "operator": self.operator_env,
+            "machine": self.machine_env,
+            "token_url": str(self.cloud.outputs["TokenUrl"]),
             "pid": os.getpid(),
         }
         tmp = folder / "state.json.tmp"
@@ -197,6 +208,9 @@ def banner(server: LocalServer) -> str:
             "",
             f"# the demo tenant '{SEED.tenant_id}' (facegate tenant ..., the SDK, aws s3 cp under its prefix):",
             _exports(server.tenant_env).rstrip(),
+            "",
+            f"# a checkpoint system of '{SEED.tenant_id}' (a machine: client credentials, no person):",
+            _exports(server.machine_env).rstrip(),
         ]
     return "\n".join(lines)
 

@@ -10,12 +10,14 @@ from facegate.errors import (
     ConflictError,
     InvalidRequestError,
     PolicyDeniedError,
+    ResourceNotFoundError,
     WriteConditionError,
 )
 from facegate.policy import Decision, Operation, PolicyRequest
 from facegate.policy.catalog import RATE_OPERATIONS, default_catalog
 from facegate.service.base import ServiceBase
 from facegate.service.records import denial_text
+from facegate.store.machine_clients import MachineClient, MachineClients
 from facegate.store.repositories import Approval, Tenant
 from facegate.tenancy import TenantContext, check_tenant_id
 
@@ -107,6 +109,52 @@ class Operators(ServiceBase):
                 continue
             return self.registry.get(tenant_id)
         raise ConflictError(f"{tenant_id}'s quotas kept changing: try again")
+
+    # --- machine clients (checkpoint systems signing in with client credentials) ----------------------
+
+    def register_machine_client(self, operator: str, tenant_id: str, client_id: str, name: str) -> MachineClient:
+        """Record that the Cognito app client ``client_id`` acts for ``tenant_id`` (what the token trigger
+        reads), with its audit entry in the same transaction. An unknown tenant gets no client."""
+        self.registry.get(tenant_id)
+        clients = MachineClients()
+        write = clients.create_write(client_id, tenant_id, name, operator)
+        ctx = TenantContext(tenant_id=tenant_id, actor=operator)
+        try:
+            self.audit.append(ctx, "machine_client.created", {"client_id": client_id, "name": name}, writes=[write])
+        except WriteConditionError as exc:
+            raise AlreadyExistsError(f"a machine client {client_id} is already registered") from exc
+        found = clients.get(client_id, consistent=True)
+        assert found is not None
+        return found
+
+    def machine_client(self, tenant_id: str, client_id: str) -> MachineClient:
+        """One of ``tenant_id``'s machine clients (another tenant's is 'no such client')."""
+        found = MachineClients().get(client_id, consistent=True)
+        if found is None or found.tenant_id != check_tenant_id(tenant_id):
+            raise ResourceNotFoundError(f"{tenant_id} has no machine client {client_id}")
+        return found
+
+    def set_machine_client_status(
+        self, operator: str, tenant_id: str, client_id: str, status: str, *, reason: str
+    ) -> MachineClient:
+        """Disable a machine client (it gets no new token) or enable it again; recorded with ``reason``.
+        Setting the status it already has changes and records nothing."""
+        if not reason.strip():
+            raise InvalidRequestError("say why (the reason goes on the tenant's audit record)")
+        clients = MachineClients()
+        ctx = TenantContext(tenant_id=tenant_id, actor=operator)
+        action = "machine_client.disabled" if status == "disabled" else "machine_client.enabled"
+        for _ in range(3):  # a concurrent change: read again (a twin's same change leaves nothing to do)
+            client = self.machine_client(tenant_id, client_id)
+            if client.status == status:
+                return client
+            write = clients.status_write(client, status)
+            try:
+                self.audit.append(ctx, action, {"client_id": client_id, "reason": reason.strip()[:500]}, writes=[write])
+            except WriteConditionError:
+                continue
+            return self.machine_client(tenant_id, client_id)
+        raise ConflictError(f"machine client {client_id} kept changing: try again")
 
     def approve_use_case(
         self,

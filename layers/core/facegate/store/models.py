@@ -12,6 +12,8 @@ tenant. The tenant registry is the only table keyed by the tenant id alone; only
 - requests: ``tenant_id`` / ``request_id``. Decision, result, review state, TTL.
 - audit: ``tenant_id`` / ``seq``. The append-only hash chain; ``seq`` 0 is the head (newest seq and hash).
 - counters: ``tenant_id`` / ``counter_key``. Atomic rate and volume counters, TTL.
+- machine-clients: ``client_id``. Which tenant a checkpoint system's Cognito app client acts for (read
+  by the token trigger, which is given only the client id); like the registry, only operators write it.
 """
 
 from __future__ import annotations
@@ -201,6 +203,23 @@ class CounterRecord(Model):
     names = ListAttribute(of=UnicodeAttribute, null=True)
 
 
+class MachineClientRecord(Model):
+    """A machine client (OAuth client credentials) of one tenant: the token trigger's only source of the
+    tenant claim for it, so a client can never choose its tenant."""
+
+    class Meta:
+        table_name = "facegate-machine-clients"
+        region = "us-east-1"
+
+    client_id = UnicodeAttribute(hash_key=True)
+    tenant_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    status = UnicodeAttribute(default="active")
+    """``active`` or ``disabled`` (a disabled client gets no token)."""
+    created_by = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+
+
 ALL_MODELS: Final[tuple[type[Model], ...]] = (
     TenantRecord,
     GalleryRecord,
@@ -209,6 +228,7 @@ ALL_MODELS: Final[tuple[type[Model], ...]] = (
     RequestRecord,
     AuditRecord,
     CounterRecord,
+    MachineClientRecord,
 )
 SUFFIXES: Final = {
     TenantRecord: "tenants",
@@ -218,6 +238,7 @@ SUFFIXES: Final = {
     RequestRecord: "requests",
     AuditRecord: "audit",
     CounterRecord: "counters",
+    MachineClientRecord: "machine-clients",
 }
 
 
