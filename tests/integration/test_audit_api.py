@@ -220,3 +220,98 @@ def test_the_log_reads_in_pages_by_sequence_and_each_page_checks_its_links(cloud
     for bad in ({"from_seq": 0}, {"from_seq": 3, "to_seq": 2}, {"limit": 5000}):
         with pytest.raises(BadRequestError):
             client.audit_page(**bad)  # type: ignore[arg-type]
+
+
+# --- the export to the tenant's S3 prefix (POST /audit/exports) -----------------------------------------
+
+
+def _document(cloud: LocalCloud, manifest: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    import json
+
+    with cloud.admin():
+        raw: bytes = cloud.client("s3").get_object(Bucket=manifest["bucket"], Key=manifest["key"])["Body"].read()
+    return raw, json.loads(raw)
+
+
+def test_a_large_log_goes_to_the_tenants_prefix_verified_signed_and_on_the_record(
+    cloud: LocalCloud, public_key: bytes
+) -> None:
+    """The export is asked for (202, queued), runs on its own, and its document is the one ``GET /audit``
+    answers (verify_export checks it offline against the pinned key); its SHA-256 is the one the
+    ``audit.exported`` entry recorded; the request and the export are both on the record."""
+    import hashlib
+
+    tenant, client = tenant_with_a_denial(cloud)
+    kept = client.export_audit()["anchor"]  # an anchor the tenant kept before
+    started = client.start_audit_export()
+    assert started["status"] == "queued"
+    assert started["key"] == f"tenants/{tenant}/audit-exports/{started['export_id']}/audit.json"
+    done = client.wait_for_audit_export(started["export_id"], timeout=60)
+    assert done["status"] == "completed", done
+    assert done["verified"] is True
+    assert done["download_expires_in"] == 900
+    assert done["download_url"].startswith("https://")
+    raw, document = _document(cloud, done)
+    assert hashlib.sha256(raw).hexdigest() == done["sha256"]
+    assert len(raw) == done["bytes"]
+    report = verify_export(document, document["anchor"], public_key)
+    assert report.head_seq == done["last_seq"] == document["entries"][-1]["seq"]
+    verify_export(document, kept, public_key)  # and it still holds the head the tenant kept
+    assert document["entries"][-1]["action"] == "audit.export_requested"  # the export holds its own request
+
+    log = client.export_audit()
+    exported = [e for e in log["entries"] if e["action"] == "audit.exported"]
+    assert [e["details"] for e in exported] == [
+        {
+            "export_id": started["export_id"],
+            "entries": len(document["entries"]),
+            "last_seq": done["last_seq"],
+            "sha256": done["sha256"],
+            "verified": True,
+        }
+    ]
+
+
+def test_another_tenants_export_is_no_export_and_a_bad_id_is_bad_input(cloud: LocalCloud) -> None:
+    _, owner = tenant_with_a_denial(cloud)
+    _, other = tenant_with_a_denial(cloud)
+    export_id = owner.start_audit_export()["export_id"]
+    owner.wait_for_audit_export(export_id, timeout=60)
+    with pytest.raises(FacegateApiError) as foreign:
+        other.audit_export(export_id)
+    assert (foreign.value.status, foreign.value.code) == (404, "resource.not_found")
+    for bad in ("x" * 32, "../" + export_id, export_id.upper()):
+        with pytest.raises(FacegateApiError) as refused:
+            other.audit_export(bad)
+        assert refused.value.status in (400, 404), bad  # a path with '/' is no route at all (404)
+        assert refused.value.status != 500
+
+
+def test_an_export_that_cannot_start_is_recorded_failed(cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The failure between two steps: the request is recorded and its manifest written, then Lambda
+    refuses the start. The tenant gets a 503 to retry, and the record and the manifest say it failed."""
+    from botocore.exceptions import ClientError
+
+    from facegate import api as api_module
+
+    _, client = tenant_with_a_denial(cloud)
+
+    def refuse(self: Any) -> Any:
+        class Refusing:
+            def invoke(self, **kwargs: Any) -> Any:
+                raise ClientError({"Error": {"Code": "TooManyRequestsException", "Message": "rate"}}, "Invoke")
+
+        return Refusing()
+
+    monkeypatch.setattr(api_module.TenantApi, "_lambda", refuse)
+    with pytest.raises(FacegateApiError) as refused:
+        client.start_audit_export()
+    assert refused.value.status == 503
+    actions = [(e["action"], e["details"]) for e in client.export_audit()["entries"]]
+    requested = [d["export_id"] for a, d in actions if a == "audit.export_requested"]
+    failed = [d for a, d in actions if a == "audit.export_failed"]
+    assert requested  # the SDK retried the 503 (nothing was exported): each attempt is on the record, failed
+    assert failed == [{"export_id": e, "code": "export.not_started"} for e in requested]
+    monkeypatch.undo()
+    assert client.audit_export(requested[-1])["status"] == "failed"
+    assert client.audit_export(requested[-1])["error"] == {"code": "export.not_started"}

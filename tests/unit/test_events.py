@@ -94,8 +94,13 @@ def _name(path: Path) -> str:
 
 
 def _with(*keys: str) -> list[Path]:
-    """The files holding a non-null value under one of ``keys``."""
-    return [p for p in EVENTS if any(v is not None for k in keys for v in _walk(_load(p), k))]
+    """The workflow's files holding a non-null value under one of ``keys`` (Cognito's trigger events have
+    a ``request`` of their own kind: tested on their own below)."""
+    return [
+        p
+        for p in EVENTS
+        if not p.name.startswith("token_claims.") and any(v is not None for k in keys for v in _walk(_load(p), k))
+    ]
 
 
 def _camel(name: str) -> str:
@@ -166,7 +171,40 @@ def test_api_events_are_rest_proxy_events_for_a_declared_route(path: Path) -> No
         assert "tenant_id" not in json.loads(data["body"])
 
 
-@pytest.mark.parametrize("path", [p for p in EVENTS if p.name != RAW_EVENTBRIDGE and p not in API_EVENTS], ids=_name)
+TRIGGER_EVENTS = [p for p in EVENTS if p.name.startswith("token_claims.")]
+"""Cognito's pre-token-generation trigger: V3_0 events, no ASL Task."""
+EXPORT_EVENTS = [p for p in EVENTS if p.name.startswith("audit_export.")]
+"""The audit export, started asynchronously by POST /audit/exports: no ASL Task."""
+
+
+@pytest.mark.parametrize("path", TRIGGER_EVENTS, ids=_name)
+def test_trigger_events_are_cognitos_v3_events_and_get_the_tenant_operators_set(path: Path) -> None:
+    from facegate.token_claims import MACHINE_SOURCE, PERSON_SOURCES, add_claims
+
+    data = _load(path)
+    assert data["version"] == "3"
+    assert data["triggerSource"] in {MACHINE_SOURCE, *PERSON_SOURCES}
+    assert data["callerContext"]["clientId"]
+    if data["triggerSource"] != MACHINE_SOURCE:  # a machine's tenant is read from the registry (DynamoDB)
+        access = add_claims(data)["response"]["claimsAndScopeOverrideDetails"]["accessTokenGeneration"]
+        assert access["claimsToAddOrOverride"] == {"custom:tenant_id": TENANT}
+
+
+@pytest.mark.parametrize("path", EXPORT_EVENTS, ids=_name)
+def test_export_events_are_what_the_api_starts_the_export_with(path: Path) -> None:
+    from facegate.audit.exports import check_export_id
+
+    data = _load(path)
+    assert set(data) == {"tenant_id", "export_id", "actor"}
+    assert data["tenant_id"] == TENANT
+    check_export_id(data["export_id"])
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in EVENTS if p.name != RAW_EVENTBRIDGE and p not in (*API_EVENTS, *TRIGGER_EVENTS, *EXPORT_EVENTS)],
+    ids=_name,
+)
 def test_each_event_has_the_shape_an_asl_task_gives_its_function(path: Path) -> None:
     """Same keys as the Parameters of a Task invoking the function, and the same constants (stage, action)."""
     data = _load(path)

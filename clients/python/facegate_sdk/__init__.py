@@ -766,6 +766,56 @@ class FacegateClient:
             query += f"&to_seq={int(to_seq)}"
         return self._call("GET", "/audit" + query)
 
+    def start_audit_export(self) -> dict[str, Any]:
+        """Export your whole audit log, verified and signed, to your S3 prefix (for a log too large for
+        :meth:`export_audit`'s one answer): the export's manifest, ``status`` ``queued``, its
+        ``export_id``. Recorded (``audit.export_requested``, then ``audit.exported``)."""
+        return self._call("POST", "/audit/exports")
+
+    def audit_export(self, export_id: str) -> dict[str, Any]:
+        """An export's manifest: ``queued``; ``completed`` (``entries``, ``last_seq``, ``verified``,
+        ``sha256``, ``bytes`` and a ``download_url`` valid ``download_expires_in`` seconds); ``failed``
+        (``error.code``)."""
+        return self._call("GET", f"/audit/exports/{quote(export_id, safe='')}")
+
+    def wait_for_audit_export(
+        self, export_id: str, *, timeout: float = 900.0, poll: float = 0.5, max_poll: float = 10.0
+    ) -> dict[str, Any]:
+        """Poll until the export is ``completed`` or ``failed`` (backoff as :meth:`wait_for_request`)."""
+
+        def outcome() -> dict[str, Any] | None:
+            found = self.audit_export(export_id)
+            return found if found.get("status") in ("completed", "failed") else None
+
+        return _wait(outcome, f"audit export {export_id}", timeout, poll, max_poll, self._sleep)
+
+    def download_audit_export(self, export_id: str) -> dict[str, Any]:
+        """A completed export's document (the same shape :meth:`export_audit` answers), its SHA-256
+        checked against the manifest (and so against the ``audit.exported`` entry that recorded it)."""
+        import hashlib
+
+        manifest = self.audit_export(export_id)
+        if manifest.get("status") != "completed":
+            raise ConflictError(409, "audit_export.not_completed", f"export {export_id} is {manifest.get('status')}")
+        url = str(manifest["download_url"])
+        if not url.startswith(("https://", "http://")):
+            raise ServiceError(502, "http.bad_body", "the export's download URL is not an http(s) URL")
+        try:
+            with urllib.request.urlopen(url, timeout=self.timeout) as response:  # the scheme is checked above
+                raw: bytes = response.read()
+        except urllib.error.HTTPError as exc:
+            raise ServiceError(
+                exc.code, "audit_export.download_failed", f"downloading the export failed: {exc.code}"
+            ) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise FacegateConnectionError(f"downloading the export failed: {exc}") from None
+        if hashlib.sha256(raw).hexdigest() != manifest.get("sha256"):
+            raise ServiceError(
+                502, "audit_export.digest_mismatch", "the export's bytes do not match its recorded SHA-256"
+            )
+        document: dict[str, Any] = json.loads(raw)
+        return document
+
     @overload
     def accountability_report(self, format: Literal["json"] = "json") -> dict[str, Any]: ...
 

@@ -82,6 +82,8 @@ class ApiSettings(BaseModel):
     audit_signing_key_id: str = Field(min_length=1)
     upload_proof_key_id: str = Field(min_length=1)
     """The KMS HMAC key that proves a probe's actor (:mod:`facegate.workflow.uploads`)."""
+    audit_export_function: str | None = None
+    """The ``AuditExport`` function ``POST /audit/exports`` starts (``FACEGATE_AUDIT_EXPORT_FUNCTION``)."""
 
     @classmethod
     def from_env(cls) -> ApiSettings:
@@ -94,6 +96,7 @@ class ApiSettings(BaseModel):
                 "independent_test_state_machine_arn": os.environ.get("FACEGATE_INDEPENDENT_TEST_STATE_MACHINE_ARN"),
                 "audit_signing_key_id": os.environ.get("FACEGATE_AUDIT_SIGNING_KEY_ID"),
                 "upload_proof_key_id": os.environ.get("FACEGATE_UPLOAD_PROOF_KEY_ID"),
+                "audit_export_function": os.environ.get("FACEGATE_AUDIT_EXPORT_FUNCTION") or None,
             }
         )
 
@@ -369,6 +372,7 @@ class TenantApi:
         self.service = service
         self.s3 = s3
         self._presign_client: Any = None
+        self._lambda_client: Any = None
         self.sfn = sfn
         self.settings = settings
         self.anchors = anchors or AnchorSigner.for_key(settings.audit_signing_key_id)
@@ -419,6 +423,12 @@ class TenantApi:
             ChecksumSHA256=checksum_sha256(data),
         )
         return ObjectRef(bucket=self.settings.bucket, key=key, version_id=put.get("VersionId"))
+
+    def _lambda(self) -> Any:
+        """The client that starts the audit export (asynchronously), made once per container."""
+        if self._lambda_client is None:
+            self._lambda_client = boto3.client("lambda", region_name=os.environ.get("AWS_REGION"))
+        return self._lambda_client
 
     def _presigner(self) -> Any:
         """The client that signs upload URLs, for S3's endpoint or ``FACEGATE_PRESIGN_ENDPOINT`` (the
@@ -796,6 +806,50 @@ class TenantApi:
                 seq = export.error.seq if isinstance(export.error.seq, int) else None
                 observability.audit_chain_broken(tenant=ctx.tenant_id, kind=export.error.kind, seq=seq)
             return export.to_dict()
+
+        @app.post("/audit/exports")
+        def request_audit_export() -> tuple[dict[str, Any], int]:
+            """The whole log, verified and signed, to the tenant's S3 prefix (for a log too large for
+            ``GET /audit``'s answer): recorded, then started; 202 with the export's id to read it by."""
+            from facegate.audit.exports import mark_failed, request_export
+            from facegate.store.scope import tenant_client
+
+            ctx = self.ctx()
+            if not self.settings.audit_export_function:
+                raise ServiceError(503, "audit exports to S3 are not configured (FACEGATE_AUDIT_EXPORT_FUNCTION)")
+            with tenant_scope(ctx.tenant_id):
+                s3 = tenant_client("s3")
+                manifest = request_export(self.service.audit, s3, self.settings.bucket, ctx)
+                try:
+                    self._lambda().invoke(
+                        FunctionName=self.settings.audit_export_function,
+                        InvocationType="Event",
+                        Payload=json.dumps(
+                            {"tenant_id": ctx.tenant_id, "export_id": manifest["export_id"], "actor": ctx.actor}
+                        ).encode(),
+                    )
+                except Exception as exc:
+                    mark_failed(self.service.audit, s3, self.settings.bucket, ctx, manifest, "export.not_started")
+                    raise ServiceError(503, "the export could not be started (recorded as failed): ask again") from exc
+            return manifest, 202
+
+        @app.get("/audit/exports/<export_id>")
+        def audit_export(export_id: str) -> dict[str, Any]:
+            """An export's manifest (``queued``, ``completed`` with a presigned URL of the document valid 15
+            minutes, or ``failed`` with its code); another tenant's id is 'no such export'."""
+            from facegate.audit.exports import read_export
+            from facegate.store.scope import tenant_client
+
+            ctx = self.ctx()
+            with tenant_scope(ctx.tenant_id):
+                manifest = read_export(tenant_client("s3"), self.settings.bucket, ctx, export_id)
+            if "download_url" in manifest:  # signed where the caller can reach it (the API's role may read it)
+                manifest["download_url"] = self._presigner().generate_presigned_url(
+                    "get_object",
+                    Params={"Bucket": self.settings.bucket, "Key": manifest["key"]},
+                    ExpiresIn=manifest["download_expires_in"],
+                )
+            return manifest
 
         @app.post("/independent-tests")
         def submit_independent_test() -> tuple[dict[str, Any], int]:

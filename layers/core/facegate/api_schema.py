@@ -78,6 +78,7 @@ ACCEPTED: dict[tuple[str, str], tuple[str, bool]] = {
     ("post", "/independent-tests"): ("submitted to the sandbox", False),
     ("post", "/verify"): ("still running past the API's wait: read the outcome by id", True),
     ("post", "/search"): ("still running past the API's wait: read the outcome by id", True),
+    ("post", "/audit/exports"): ("recorded and started: read it by export_id (GET /audit/exports/{id})", False),
 }
 """Operations that answer 202 (method, path → description, whether they may also answer 200)."""
 SUBMITTED_SCHEMA: dict[str, Any] = {
@@ -90,6 +91,34 @@ SUBMITTED_SCHEMA: dict[str, Any] = {
         "set": {"type": "object"},
     },
     "required": ["status"],
+}
+
+
+AUDIT_EXPORT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "export_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+        "status": {"type": "string", "enum": ["queued", "completed", "failed"]},
+        "requested_by": {"type": "string"},
+        "requested_at": {"type": "string"},
+        "bucket": {"type": "string"},
+        "key": {"type": "string"},
+        "entries": {"type": "integer"},
+        "last_seq": {"type": "integer"},
+        "verified": {"type": "boolean"},
+        "sha256": {"type": "string"},
+        "bytes": {"type": "integer"},
+        "completed_at": {"type": "string"},
+        "download_url": {"type": "string"},
+        "download_expires_in": {"type": "integer"},
+        "error": {"type": "object", "properties": {"code": {"type": "string"}}},
+    },
+    "required": ["export_id", "status", "key"],
+}
+"""An audit export to S3 (facegate/audit/exports.py): its manifest."""
+EXPORT_ROUTES: dict[tuple[str, str], str] = {
+    ("post", "/audit/exports"): "202",
+    ("get", "/audit/exports/{export_id}"): "200",
 }
 
 
@@ -109,6 +138,7 @@ def openapi_document() -> dict[str, Any]:
     components = document.setdefault("components", {}).setdefault("schemas", {})
     components["Problem"] = PROBLEM_SCHEMA
     components["Submitted"] = SUBMITTED_SCHEMA
+    components["AuditExport"] = AUDIT_EXPORT_SCHEMA
     problem_ref = {"$ref": "#/components/schemas/Problem"}
     bodies = _bodies()
     for path, methods in document.get("paths", {}).items():
@@ -132,6 +162,16 @@ def openapi_document() -> dict[str, Any]:
                     "description": accepted[0],
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Submitted"}}},
                 }
+            if (method, path) in EXPORT_ROUTES:
+                responses[EXPORT_ROUTES[method, path]] = {
+                    "description": "the export's manifest",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AuditExport"}}},
+                }
+                if method == "post":
+                    responses["503"] = {
+                        "description": "the export could not be started (recorded as failed): ask again",
+                        "content": {"application/problem+json": {"schema": problem_ref}},
+                    }
             responses.pop("422", None)  # Powertools' validation answer; this API answers 400 problems
             for status, what in (("400", "bad input"), ("401", "no valid token"), ("403", "refused"),
                                  ("404", "not found"), ("409", "conflict"), ("429", "throttled"),

@@ -30,11 +30,15 @@ def test_it_describes_exactly_the_routes_the_template_deploys() -> None:
     assert documented == deployed
 
 
+BODYLESS_POSTS = {"/audit/exports"}
+"""POSTs that take no body (starting an export of the caller's own whole log)."""
+
+
 def test_every_post_has_its_body_and_every_operation_its_problems() -> None:
     document = json.loads(DOCUMENT.read_text(encoding="utf-8"))
     for path, methods in document["paths"].items():
         for method, operation in methods.items():
-            if method == "post":
+            if method == "post" and path not in BODYLESS_POSTS:
                 ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
                 assert ref.split("/")[-1] in document["components"]["schemas"], (method, path)
             for status in ("400", "401", "403", "500"):

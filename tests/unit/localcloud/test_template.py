@@ -757,8 +757,9 @@ def test_the_tenant_uploader_role_may_only_put_under_its_own_tenant_prefix(trans
 
 
 def test_the_tenant_data_role_reaches_only_its_own_tenants_gallery_snapshots(translated: dict[str, Any]) -> None:
-    """The one S3 grant of the tenant data role: its own tag's snapshots/ prefix, to read, write and
-    delete (Match and erasure); nothing to list, nothing elsewhere in the bucket."""
+    """The S3 grants of the tenant data role: its own tag's snapshots/ prefix, to read, write and delete
+    (Match and erasure), and its own audit-exports/ prefix, to write and read (no delete: an export
+    expires with the bucket's lifecycle); nothing to list, nothing elsewhere in the bucket."""
     s3 = [
         (set(_as_list(st["Action"])), st["Resource"])
         for st in _role_policy_statements(translated, "TenantDataRole")
@@ -768,7 +769,11 @@ def test_the_tenant_data_role_reaches_only_its_own_tenants_gallery_snapshots(tra
         (
             {"s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject", "s3:DeleteObjectVersion"},
             {"Fn::Sub": "${ProbeBucket.Arn}/tenants/${!aws:PrincipalTag/tenant_id}/snapshots/*"},
-        )
+        ),
+        (
+            {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"},
+            {"Fn::Sub": "${ProbeBucket.Arn}/tenants/${!aws:PrincipalTag/tenant_id}/audit-exports/*"},
+        ),
     ]
 
 

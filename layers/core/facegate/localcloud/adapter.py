@@ -9,7 +9,8 @@ shrink as moto grows. The gaps (RESEARCH.md lists what was seen):
    (:mod:`facegate.localcloud.runtime`: exactly its environment and its own SDK session, at import
    and at every invocation), and an exception becomes Lambda's ``Unhandled`` function error with
    ``errorType``/``errorMessage``, the shape Step Functions' Retry and Catch match on. Faults can be
-   injected (``Lambda.ServiceException`` and friends) to test the workflows' Retry.
+   injected (``Lambda.ServiceException`` and friends) to test the workflows' Retry. An ``Event``
+   (asynchronous) invocation runs on a thread of its own and is answered 202 at once, as Lambda queues it.
 2. **EventBridge → Step Functions**: moto's rules never deliver to a state machine target (the
    attempt raises and is swallowed). Here a matching rule starts an execution of the target state
    machine with the event as input, with a unique execution name (moto names it ``None`` otherwise).
@@ -583,6 +584,11 @@ def _install() -> None:
     ) -> Any:
         if _active is None:
             return original_invoke(self, function_name, qualifier, body, headers, response_headers)
+        if (headers or {}).get("X-Amz-Invocation-Type") == "Event":  # queued, as Lambda does: 202 at once
+            threading.Thread(
+                target=_active.invoke, args=(function_name, body, {}), name=f"lambda-event-{function_name}", daemon=True
+            ).start()
+            return b""
         return _active.invoke(function_name, body, response_headers)
 
     original_send = Rule.send_to_targets
