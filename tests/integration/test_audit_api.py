@@ -257,7 +257,7 @@ def test_a_large_log_goes_to_the_tenants_prefix_verified_signed_and_on_the_recor
     report = verify_export(document, document["anchor"], public_key)
     assert report.head_seq == done["last_seq"] == document["entries"][-1]["seq"]
     verify_export(document, kept, public_key)  # and it still holds the head the tenant kept
-    assert document["entries"][-1]["action"] == "audit.export_requested"  # the export holds its own request
+    assert [e["action"] for e in document["entries"][-2:]] == ["audit.export_requested", "audit.export_started"]
 
     log = client.export_audit()
     exported = [e for e in log["entries"] if e["action"] == "audit.exported"]
@@ -315,3 +315,35 @@ def test_an_export_that_cannot_start_is_recorded_failed(cloud: LocalCloud, monke
     monkeypatch.undo()
     assert client.audit_export(requested[-1])["status"] == "failed"
     assert client.audit_export(requested[-1])["error"] == {"code": "export.not_started"}
+
+
+def test_a_loop_of_exports_is_throttled_and_on_the_record(cloud: LocalCloud) -> None:
+    """Each export is a long run over the whole log: a tenant may start 6 an hour; the 7th is a 429
+    (recorded), and the other tenants' exports are not touched by it."""
+    _, client = tenant_with_a_denial(cloud)
+    once = FacegateClient(client.endpoint, auth=client.auth, max_attempts=1)  # the SDK would retry a 429
+    started = [once.start_audit_export()["export_id"] for _ in range(6)]
+    with pytest.raises(FacegateApiError) as throttled:
+        once.start_audit_export()
+    assert (throttled.value.status, throttled.value.code) == (429, "audit_export.throttled")
+    # The exports run on threads of this process (the local cloud's Lambda): let them end before the
+    # next tenant is set up outside any scope (separate processes in Lambda; one here).
+    assert {client.wait_for_audit_export(e, timeout=120)["status"] for e in started} == {"completed"}
+    actions = [e["action"] for e in client.export_audit()["entries"]]
+    assert actions.count("audit.export_requested") == 6
+    assert actions.count("audit.export_refused") == 1
+    _, other = tenant_with_a_denial(cloud)
+    assert other.wait_for_audit_export(other.start_audit_export()["export_id"], timeout=60)["status"] == "completed"
+
+
+def test_a_tenant_system_cannot_plant_an_exports_objects(cloud: LocalCloud) -> None:
+    """The uploader session writes under its tenant's prefix, but never an export's manifest or
+    document (a forged manifest would otherwise decide what the API presigns)."""
+    from botocore.exceptions import ClientError
+
+    tenant, _ = tenant_with_a_denial(cloud)
+    with pytest.raises(ClientError) as denied:
+        cloud.uploader(tenant).put_object(
+            Bucket=cloud.bucket, Key=f"tenants/{tenant}/audit-exports/{'ab' * 16}/manifest.json", Body=b"{}"
+        )
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"

@@ -231,3 +231,26 @@ def test_no_app_client_is_left_without_its_record(cloud: LocalCloud, monkeypatch
         create_machine_client(idp, pool, Operators(), "operator", TENANT, "gate-y")
     assert app_clients() == before
     assert all(c.name != "gate-y" for c in MachineClients().of_tenant(TENANT))
+
+
+def test_an_answer_lost_after_the_record_keeps_the_client_it_names(
+    cloud: LocalCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The record committed and then the answer failed (a timeout on the way back): the app client is
+    kept, since the registry and the audit log name it, and the operator is told so."""
+    from facegate.errors import StorageError
+    from facegate.operator_cli import create_machine_client
+
+    idp = cloud.client("cognito-idp")
+    pool = str(cloud.outputs["UserPoolId"])
+    original = Operators.register_machine_client
+
+    def lost_answer(self: Operators, *args: Any, **kwargs: Any) -> Any:
+        original(self, *args, **kwargs)
+        raise TimeoutError("read timed out")
+
+    monkeypatch.setattr(Operators, "register_machine_client", lost_answer)
+    with pytest.raises(StorageError, match="created and recorded"):
+        create_machine_client(idp, pool, Operators(), str(cloud.operator_arn), TENANT, "gate-z")
+    (kept,) = [c for c in MachineClients().of_tenant(TENANT) if c.name == "gate-z"]
+    assert idp.describe_user_pool_client(UserPoolId=pool, ClientId=kept.client_id)["UserPoolClient"]

@@ -100,3 +100,43 @@ def test_a_machine_401_clears_only_the_token_it_was_for() -> None:
     assert machine.token() == fresh  # no request was needed (none could reach the endpoint here)
     machine.expired(fresh)
     assert machine._access_token is None
+
+
+def test_a_credential_never_follows_a_redirect() -> None:
+    """urllib would follow a 302 from the token endpoint to any host, plain http included, with the
+    Authorization header (the client secret) on it: the SDK answers the redirect as an error instead."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from facegate_sdk.auth import ClientCredentials
+
+    seen: list[tuple[str, str | None]] = []
+
+    class Redirecting(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            return
+
+        def _answer(self) -> None:
+            seen.append((self.path, self.headers.get("Authorization")))
+            if self.path.startswith("/oauth2/token"):
+                self.send_response(302)
+                self.send_header("Location", f"http://127.0.0.1:{self.server.server_address[1]}/stolen")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            else:
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+        do_GET = do_POST = _answer  # noqa: N815
+
+    server = HTTPServer(("127.0.0.1", 0), Redirecting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        machine = ClientCredentials("cid", "TOP-SECRET", f"http://127.0.0.1:{server.server_address[1]}/oauth2/token")
+        with pytest.raises(AuthError, match="302"):
+            machine.token()
+    finally:
+        server.shutdown()
+    assert [path for path, _ in seen] == ["/oauth2/token"]  # /stolen was never asked for

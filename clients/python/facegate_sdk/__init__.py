@@ -67,6 +67,7 @@ from facegate_sdk.auth import (
     StaticToken,
     TokenProvider,
     from_environment,
+    open_credentialed,
 )
 
 if TYPE_CHECKING:
@@ -399,7 +400,7 @@ class FacegateClient:
                 self.endpoint + path, data=data, method=method, headers={"Authorization": token, **headers}
             )
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                with open_credentialed(request, self.timeout) as response:  # a token: no redirect followed
                     body: bytes = response.read()
                     return body
             except urllib.error.HTTPError as exc:
@@ -791,7 +792,8 @@ class FacegateClient:
 
     def download_audit_export(self, export_id: str) -> dict[str, Any]:
         """A completed export's document (the same shape :meth:`export_audit` answers), its SHA-256
-        checked against the manifest (and so against the ``audit.exported`` entry that recorded it)."""
+        checked against the manifest's (the ``audit.exported`` entry in your log records the same digest;
+        :func:`verify_export` then checks the chain itself)."""
         import hashlib
 
         manifest = self.audit_export(export_id)

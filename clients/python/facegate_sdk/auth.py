@@ -41,6 +41,22 @@ REFRESH_MARGIN_S = 120.0
 """A token this close to its expiry is refreshed before it is sent."""
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as the error it is: urllib would follow it to any host, plain http
+    included, with the request's Authorization header (a token, a client secret) still on it."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def open_credentialed(request: urllib.request.Request, timeout: float) -> Any:
+    """``urlopen`` for a request carrying a credential: no redirect is followed (a 3xx is an HTTPError)."""
+    return _OPENER.open(request, timeout=timeout)
+
+
 API_SCOPE = "facegate/api"
 """The one scope of the tenant API's resource server."""
 
@@ -208,7 +224,7 @@ class CognitoSession:
             },
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with open_credentialed(request, self.timeout) as response:
                 answer: dict[str, Any] = json.loads(response.read())
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:300]
@@ -264,7 +280,7 @@ class ClientCredentials:
             headers={"Content-Type": "application/x-www-form-urlencoded", "Authorization": f"Basic {basic}"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with open_credentialed(request, self.timeout) as response:
                 answer: dict[str, Any] = json.loads(response.read())
         except urllib.error.HTTPError as exc:
             try:

@@ -247,6 +247,8 @@ STATUS = {
 }
 
 
+AUDIT_EXPORTS_PER_HOUR: Final = 6
+"""``POST /audit/exports`` per tenant and hour (each is a run of up to 14 minutes over the whole log)."""
 PROBLEM: Final = "application/problem+json"
 TITLES: Final = {
     400: "Bad request",
@@ -811,13 +813,27 @@ class TenantApi:
         def request_audit_export() -> tuple[dict[str, Any], int]:
             """The whole log, verified and signed, to the tenant's S3 prefix (for a log too large for
             ``GET /audit``'s answer): recorded, then started; 202 with the export's id to read it by."""
+            from datetime import timedelta
+
             from facegate.audit.exports import mark_failed, request_export
+            from facegate.store.repositories import Counters
             from facegate.store.scope import tenant_client
 
             ctx = self.ctx()
             if not self.settings.audit_export_function:
                 raise ServiceError(503, "audit exports to S3 are not configured (FACEGATE_AUDIT_EXPORT_FUNCTION)")
             with tenant_scope(ctx.tenant_id):
+                # Each export is a long run of the whole log: a few an hour per tenant, and the refusal
+                # is on the record like every other.
+                hits = Counters().hit(ctx, "audit-exports", window=timedelta(hours=1), now=self.service.clock())
+                if hits > AUDIT_EXPORTS_PER_HOUR:
+                    self.service.audit.append(ctx, "audit.export_refused", {"code": "audit_export.throttled"})
+                    return problem(  # type: ignore[return-value]
+                        429,
+                        "audit_export.throttled",
+                        f"at most {AUDIT_EXPORTS_PER_HOUR} audit exports an hour: read the last one "
+                        "(GET /audit/exports/{id}) or ask again later",
+                    )
                 s3 = tenant_client("s3")
                 manifest = request_export(self.service.audit, s3, self.settings.bucket, ctx)
                 try:
@@ -846,6 +862,7 @@ class TenantApi:
             if "download_url" in manifest:  # signed where the caller can reach it (the API's role may read it)
                 manifest["download_url"] = self._presigner().generate_presigned_url(
                     "get_object",
+                    # The key read_export built from the caller's tenant and the id, never a stored field.
                     Params={"Bucket": self.settings.bucket, "Key": manifest["key"]},
                     ExpiresIn=manifest["download_expires_in"],
                 )

@@ -33,7 +33,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from facegate.errors import AlreadyExistsError, InvalidRequestError, PolicyDeniedError
+from facegate.errors import AlreadyExistsError, InvalidRequestError, PolicyDeniedError, StorageError
 
 DEFAULT_STACK = "facegate"
 APPROVAL_DAYS = 365
@@ -364,8 +364,26 @@ def create_machine_client(idp: Any, pool: str, service: Any, actor: str, tenant_
     client_id = created["ClientId"]
     try:
         client = service.register_machine_client(actor, tenant_id, client_id, name)
-    except BaseException:
-        idp.delete_user_pool_client(UserPoolId=pool, ClientId=client_id)
+    except BaseException as exc:
+        from facegate.store.machine_clients import MachineClients
+
+        try:
+            recorded = MachineClients().get(client_id, consistent=True)
+        except Exception:
+            recorded = None  # unknown: the registry cannot be read; an app client off it gets no token anyway
+        if recorded is not None:  # the record committed (an answer lost on the way): keep the client it names
+            raise StorageError(
+                f"machine client {client_id} of {tenant_id} was created and recorded, but the answer failed "
+                f"({type(exc).__name__}): its secret was not shown; disable it and create another"
+            ) from exc
+        try:
+            idp.delete_user_pool_client(UserPoolId=pool, ClientId=client_id)
+        except Exception as cleanup:
+            raise StorageError(
+                f"recording machine client {client_id} failed ({type(exc).__name__}) and deleting its app client "
+                f"failed too ({type(cleanup).__name__}): it gets no token (it is not registered); delete it "
+                "in Cognito"
+            ) from exc
         raise
     return client, str(created["ClientSecret"])
 

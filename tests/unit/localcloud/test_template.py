@@ -728,8 +728,8 @@ def _role_policy_statements(translated: dict[str, Any], role: str) -> list[dict[
 
 def test_the_tenant_uploader_role_may_only_put_under_its_own_tenant_prefix(translated: dict[str, Any]) -> None:
     """A tenant system's direct uploads: PutObject under tenants/<its session tag>/, and the data key for
-    SSE-KMS; nothing to read, list or delete, and not the jobs' reports, a tester's set, a one-call probe
-    or a gallery snapshot (what the API, the jobs and Match store and the workflows trust)."""
+    SSE-KMS; nothing to read, list or delete, and not the jobs' reports, a tester's set, a one-call probe,
+    a gallery snapshot or an audit export (what the API, the jobs and Match store and the workflows trust)."""
     role = translated["Resources"]["TenantUploaderRole"]
     assert role["Type"] == "AWS::IAM::Role"
     statements = _role_policy_statements(translated, "TenantUploaderRole")
@@ -749,6 +749,7 @@ def test_the_tenant_uploader_role_may_only_put_under_its_own_tenant_prefix(trans
                 {"Fn::Sub": "${ProbeBucket.Arn}/tenants/*/independent-tests/*"},
                 {"Fn::Sub": "${ProbeBucket.Arn}/tenants/*/calls/*"},
                 {"Fn::Sub": "${ProbeBucket.Arn}/tenants/*/snapshots/*"},
+                {"Fn::Sub": "${ProbeBucket.Arn}/tenants/*/audit-exports/*"},
             ],
         )
     ]

@@ -43,7 +43,8 @@ def _keys(tenant_id: str, export_id: str) -> tuple[str, str]:
 
 
 LOST_AFTER_S: Final = 20 * 60
-"""A queued export older than this (the function's 15-minute limit and its queue) is reported failed."""
+"""A queued export older than this is reported failed: the start waits at most 5 minutes in Lambda's
+queue (``MaximumEventAgeInSeconds``, no retry) and the function runs at most 14."""
 
 
 def _older_than(stamp: Any, seconds: float) -> bool:
@@ -102,20 +103,49 @@ def mark_failed(
     return failed
 
 
+def _manifest(s3: Any, bucket: str, key: str, export_id: str) -> dict[str, Any]:
+    """The stored manifest, or 'no such export' (a missing one, or anything that is not one)."""
+    try:
+        manifest = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except ValueError as exc:
+        raise ResourceNotFoundError(f"no export {export_id}") from exc
+    except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        if code in {"NoSuchKey", "404", "AccessDenied"} or code is None:
+            raise ResourceNotFoundError(f"no export {export_id}") from exc
+        raise StorageError(f"reading export {export_id} failed: {code}") from exc
+    if not isinstance(manifest, dict) or manifest.get("export_id") != export_id:
+        raise ResourceNotFoundError(f"no export {export_id}")
+    return manifest
+
+
 def run_export(
     log: AuditLog, signer: AnchorSigner, s3: Any, bucket: str, ctx: TenantContext, export_id: str
 ) -> dict[str, Any]:
-    """Verify and export the whole log to the tenant's prefix (the ``AuditExport`` function's work)."""
+    """Verify and export the whole log to the tenant's prefix (the ``AuditExport`` function's work).
+
+    Claimed first with an audit entry written once per export (``audit.export_started``, the log's
+    ``once`` key): a second delivery of the same start (Lambda delivers at least once), concurrent or
+    later, finds the claim another run holds and does nothing. An export asked for longer ago than
+    :data:`LOST_AFTER_S` is not run (it was answered lost) but recorded failed."""
     manifest_key, document_key = _keys(ctx.tenant_id, check_export_id(export_id))
-    try:
-        manifest: dict[str, Any] = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
-    except Exception as exc:
-        raise ResourceNotFoundError(f"no export {export_id} of {ctx.tenant_id} was requested") from exc
+    manifest = _manifest(s3, bucket, manifest_key, export_id)
     if manifest.get("status") != "queued":
-        return manifest  # a repeated start (Lambda's at-least-once delivery) does the work once
+        return manifest
+    if _older_than(manifest.get("requested_at"), LOST_AFTER_S):
+        return mark_failed(log, s3, bucket, ctx, manifest, "audit_export.lost")
+    run = uuid.uuid4().hex
+    claim = log.append(
+        ctx, "audit.export_started", {"export_id": export_id, "run": run}, once=f"audit-export:{export_id}"
+    )
+    if claim.details.get("run") != run:
+        return manifest  # another delivery holds it
+    path: str | None = None
     try:
         export = export_with_anchor(log, signer, ctx)
         document = export.to_dict()
+        entries: list[Any] = list(document.get("entries") or [])  # type: ignore[arg-type]
+        verified = bool(document.get("verified"))
         digest = hashlib.sha256()
         size = 0
         with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as out:
@@ -125,40 +155,35 @@ def run_export(
                 digest.update(data)
                 size += len(data)
                 out.write(data)
-        try:
-            s3.upload_file(path, bucket, document_key, ExtraArgs={"ContentType": "application/json"})
-        finally:
+        del document, export  # the entries' dicts: the upload below needs only the file
+        s3.upload_file(path, bucket, document_key, ExtraArgs={"ContentType": "application/json"})
+        summary = {
+            "export_id": export_id,
+            "entries": len(entries),
+            "last_seq": entries[-1]["seq"] if entries else 0,
+            "verified": verified,
+            "sha256": digest.hexdigest(),
+        }
+        log.append(ctx, "audit.exported", summary)
+        completed = {**manifest, **summary, "status": "completed", "bytes": size, "completed_at": _now()}
+        _put_manifest(s3, bucket, manifest_key, completed)
+        return completed
+    except Exception as exc:  # recorded, never raised (an asynchronous invocation that raises is retried)
+        code = exc.code if isinstance(exc, FacegateError) else "storage.failed"
+        return mark_failed(log, s3, bucket, ctx, manifest, code)
+    finally:
+        if path is not None and os.path.exists(path):
             os.unlink(path)
-    except FacegateError as exc:
-        return mark_failed(log, s3, bucket, ctx, manifest, exc.code)
-    except Exception:
-        return mark_failed(log, s3, bucket, ctx, manifest, "storage.failed")
-    entries: list[Any] = list(document.get("entries") or [])  # type: ignore[arg-type]
-    summary = {
-        "export_id": export_id,
-        "entries": len(entries),
-        "last_seq": entries[-1]["seq"] if entries else 0,
-        "verified": bool(document.get("verified")),
-        "sha256": digest.hexdigest(),
-    }
-    log.append(ctx, "audit.exported", summary)
-    completed = {**manifest, **summary, "status": "completed", "bytes": size, "completed_at": _now()}
-    _put_manifest(s3, bucket, manifest_key, completed)
-    return completed
 
 
 def read_export(s3: Any, bucket: str, ctx: TenantContext, export_id: str) -> dict[str, Any]:
-    """The manifest, with a presigned GET URL of the document once it is completed."""
+    """The manifest, with a presigned GET URL of the document once it is completed. The document's key is
+    the one built from the caller's tenant and the id, never a field of the stored manifest."""
     manifest_key, document_key = _keys(ctx.tenant_id, check_export_id(export_id))
-    try:
-        manifest: dict[str, Any] = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
-    except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-        if code in {"NoSuchKey", "404", "AccessDenied"} or code is None:
-            raise ResourceNotFoundError(f"no export {export_id}") from exc
-        raise StorageError(f"reading export {export_id} failed: {code}") from exc
+    manifest = _manifest(s3, bucket, manifest_key, export_id)
+    manifest["key"] = document_key
     if manifest.get("status") == "queued" and _older_than(manifest.get("requested_at"), LOST_AFTER_S):
-        # The function runs at most 15 minutes: a queued export this old was lost (a crash, a timeout).
+        # Queued longer than the queue keeps a start plus the function's limit: it was lost (a crash, a timeout).
         manifest = {**manifest, "status": "failed", "error": {"code": "audit_export.lost"}}
     if manifest.get("status") == "completed":
         manifest["download_url"] = s3.generate_presigned_url(

@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 if TYPE_CHECKING:
     from facegate.localcloud.cloud import LocalCloud
@@ -275,7 +275,8 @@ class LocalApi:
         auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
         if auth.lower().startswith("basic "):
             try:
-                client_id, _, secret = base64.b64decode(auth[6:].strip(), validate=True).decode().partition(":")
+                pair = base64.b64decode(auth[6:].strip(), validate=True).decode()
+                client_id, _, secret = (unquote_plus(part) for part in pair.partition(":"))  # RFC 6749 2.3.1
             except (binascii.Error, UnicodeDecodeError):
                 return error("invalid_client", "malformed Basic credentials", 401)
         active = adapter._active

@@ -23,7 +23,26 @@ from typing import Any, Final
 
 # What a trigger may not touch on an access token (Cognito's reserved claims).
 RESERVED: Final = frozenset(
-    {"iss", "sub", "aud", "client_id", "token_use", "scope", "exp", "iat", "auth_time", "jti", "origin_jti", "username"}
+    {
+        "iss",
+        "sub",
+        "aud",
+        "client_id",
+        "token_use",
+        "scope",
+        "exp",
+        "iat",
+        "auth_time",
+        "jti",
+        "origin_jti",
+        "username",
+        "nbf",
+        "amr",
+        "identities",
+        "nonce",
+        "azp",
+        "acr",
+    }
 )
 ACCESS_TOKEN_SECONDS: Final = 3600
 

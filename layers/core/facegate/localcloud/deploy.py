@@ -509,6 +509,10 @@ def _function(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any
             args["Layers"] = p["Layers"]
         handler_name, task_root = p["Handler"], source
     fn = stack.client("lambda").create_function(**args)
+    if "ReservedConcurrentExecutions" in p:
+        stack.client("lambda").put_function_concurrency(
+            FunctionName=name, ReservedConcurrentExecutions=int(p["ReservedConcurrentExecutions"])
+        )
     runtime_env = {
         "AWS_REGION": stack.region,
         "AWS_DEFAULT_REGION": stack.region,
@@ -529,6 +533,16 @@ def _function(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any
         LocalFunction(name, fn["FunctionArn"], handler, int(args["MemorySize"]), int(args["Timeout"]), container)
     )
     return name, {"Arn": fn["FunctionArn"]}
+
+
+def _event_invoke_config(stack: Stack, logical: str, p: dict[str, Any], body: dict[str, Any]) -> Created:
+    """An asynchronous invocation's retries and queue age (the local cloud runs an ``Event`` start once,
+    on its own thread: it never retries)."""
+    keys = ("MaximumRetryAttempts", "MaximumEventAgeInSeconds")
+    stack.client("lambda").put_function_event_invoke_config(
+        FunctionName=p["FunctionName"], **{k: int(p[k]) for k in keys if k in p}
+    )
+    return f"{p['FunctionName']}|{p.get('Qualifier', '$LATEST')}", {}
 
 
 def _image_env(stack: Stack, logical: str, body: dict[str, Any]) -> dict[str, str]:
@@ -740,6 +754,7 @@ CREATORS: Final[dict[str, Callable[[Stack, str, dict[str, Any], dict[str, Any]],
     "AWS::Lambda::LayerVersion": _layer,
     "AWS::Lambda::Function": _function,
     "AWS::Lambda::Permission": _permission,
+    "AWS::Lambda::EventInvokeConfig": _event_invoke_config,
     "AWS::Logs::LogGroup": _log_group,
     "AWS::StepFunctions::StateMachine": _state_machine,
     "AWS::Batch::ComputeEnvironment": _batch_compute,

@@ -124,7 +124,8 @@ class Operators(ServiceBase):
         except WriteConditionError as exc:
             raise AlreadyExistsError(f"a machine client {client_id} is already registered") from exc
         found = clients.get(client_id, consistent=True)
-        assert found is not None
+        if found is None:  # committed a moment ago: a read that misses it is a storage failure
+            raise ConflictError(f"machine client {client_id} was recorded but cannot be read back: try reading it")
         return found
 
     def machine_client(self, tenant_id: str, client_id: str) -> MachineClient:

@@ -71,12 +71,12 @@ def _assume(role_arn: str, tenant_id: str) -> _Session:
     return _Session(creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"], expires)
 
 
-def _session(role_arn: str, tenant_id: str) -> _Session:
+def _session(role_arn: str, tenant_id: str, valid_for: timedelta = REFRESH_BEFORE) -> _Session:
     # Lambda and the local cloud put the function's credentials in its environment; elsewhere (an
     # instance profile) the process has one principal and the key is empty.
     key = (os.environ.get("AWS_ACCESS_KEY_ID", ""), role_arn, tenant_id)
     cached = _sessions.get(key)
-    if cached is None or cached.expires - REFRESH_BEFORE <= datetime.now(UTC):
+    if cached is None or cached.expires - max(valid_for, REFRESH_BEFORE) <= datetime.now(UTC):
         cached = _sessions[key] = _assume(role_arn, tenant_id)
     return cached
 
@@ -98,10 +98,12 @@ def _use(session: _Session | None) -> None:
 
 
 @contextmanager
-def tenant_scope(tenant_id: str) -> Iterator[None]:
+def tenant_scope(tenant_id: str, *, valid_for: timedelta | None = None) -> Iterator[None]:
     """Run the block with credentials that can reach only ``tenant_id``'s rows.
 
     Nested scopes must name the same tenant: crossing tenants inside a request is refused outright.
+    ``valid_for``: the block's longest run (a long job's): a cached session ending sooner is replaced by a
+    fresh one first (a session lasts :data:`SESSION_SECONDS`, so a block must end within that).
 
     Raises
     ------
@@ -122,8 +124,10 @@ def tenant_scope(tenant_id: str) -> Iterator[None]:
                 _active.pop()
                 _current.pop()
             return
+        if valid_for is not None and valid_for > timedelta(seconds=SESSION_SECONDS - 30):
+            raise ValueError(f"a tenant session lasts {SESSION_SECONDS} s: a block of {valid_for} cannot use one")
         saved = {model: model._connection for model in _models()}
-        session = _session(role_arn, tenant_id)
+        session = _session(role_arn, tenant_id, valid_for or REFRESH_BEFORE)
         _use(session)
         _active.append(tenant_id)
         _current.append(session)
