@@ -161,7 +161,10 @@ def test_handlers_see_exactly_their_functions_environment_in_workflows_the_api_a
     subject = list(people)[2]
     assert _enrol(cloud, PRISON, subject, _chip(people[subject][0])).status == "SUCCEEDED"
     assert _search(cloud, PRISON, _chip(people[subject][3]))[1].status == "SUCCEEDED"
-    FacegateClient(cloud.serve_api(), cloud.issue_token(PRISON.tenant_id, "officer-env")).export_audit()
+    officer = FacegateClient(cloud.serve_api(), cloud.issue_token(PRISON.tenant_id, "officer-env"))
+    officer.export_audit()
+    export = officer.wait_for_audit_export(officer.start_audit_export()["export_id"], timeout=120)
+    assert export["status"] == "completed", export
     manifest = cloud.put_object(f"tenants/{PRISON.tenant_id}/manifests/env.jsonl", b'{"subject_id": "x"}')
     request = {
         "request_id": "bulk-env",
