@@ -858,15 +858,9 @@ class TenantApi:
 
             ctx = self.ctx()
             with tenant_scope(ctx.tenant_id):
-                manifest = read_export(tenant_client("s3"), self.settings.bucket, ctx, export_id)
-            if "download_url" in manifest:  # signed where the caller can reach it (the API's role may read it)
-                manifest["download_url"] = self._presigner().generate_presigned_url(
-                    "get_object",
-                    # The key read_export built from the caller's tenant and the id, never a stored field.
-                    Params={"Bucket": self.settings.bucket, "Key": manifest["key"]},
-                    ExpiresIn=manifest["download_expires_in"],
-                )
-            return manifest
+                # The manifest through the tenant's session; the URL signed where the caller can reach it
+                # (the API's role, which may read only exports' documents).
+                return read_export(tenant_client("s3"), self.settings.bucket, ctx, export_id, signer=self._presigner())
 
         @app.post("/independent-tests")
         def submit_independent_test() -> tuple[dict[str, Any], int]:

@@ -176,9 +176,10 @@ def run_export(
             os.unlink(path)
 
 
-def read_export(s3: Any, bucket: str, ctx: TenantContext, export_id: str) -> dict[str, Any]:
-    """The manifest, with a presigned GET URL of the document once it is completed. The document's key is
-    the one built from the caller's tenant and the id, never a field of the stored manifest."""
+def read_export(s3: Any, bucket: str, ctx: TenantContext, export_id: str, *, signer: Any = None) -> dict[str, Any]:
+    """The manifest, with a presigned GET URL of the document once it is completed, signed by ``signer``
+    (default ``s3``; the API passes a client whose URLs the caller can reach). The document's key is the
+    one built from the caller's tenant and the id, never a field of the stored manifest."""
     manifest_key, document_key = _keys(ctx.tenant_id, check_export_id(export_id))
     manifest = _manifest(s3, bucket, manifest_key, export_id)
     manifest["key"] = document_key
@@ -186,7 +187,7 @@ def read_export(s3: Any, bucket: str, ctx: TenantContext, export_id: str) -> dic
         # Queued longer than the queue keeps a start plus the function's limit: it was lost (a crash, a timeout).
         manifest = {**manifest, "status": "failed", "error": {"code": "audit_export.lost"}}
     if manifest.get("status") == "completed":
-        manifest["download_url"] = s3.generate_presigned_url(
+        manifest["download_url"] = (signer or s3).generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": document_key}, ExpiresIn=URL_SECONDS
         )
         manifest["download_expires_in"] = URL_SECONDS
